@@ -1,0 +1,81 @@
+"""Run graphs and model files in the real ncnn runtime (PyPI ``ncnn``), for comparisons.
+
+The runtime is set to exact fp32 arithmetic (no fp16/bf16 storage or arithmetic, no Vulkan), so
+its output can be compared with the numpy backend tightly.  Inputs are numpy arrays in ncnn's
+``(c, h, w)`` / ``(h, w)`` / ``(w,)`` layout, without batch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.ir import Graph
+
+
+def _ncnn():
+    try:
+        import ncnn
+    except ImportError:
+        raise NcnncError("the ncnn runtime is not installed (pip install ncnn)") from None
+    return ncnn
+
+
+class RuntimeNet:
+    """A loaded ncnn ``Net``; ``run`` feeds inputs and extracts outputs."""
+
+    def __init__(self, param_path: str | Path, bin_path: str | Path | None, num_threads: int = 1,
+                 exact: bool = True, use_int8: bool = True) -> None:
+        ncnn = _ncnn()
+        self.net = ncnn.Net()
+        opt = self.net.opt
+        opt.num_threads = num_threads
+        opt.use_vulkan_compute = False
+        opt.use_int8_inference = use_int8
+        if exact:
+            opt.use_fp16_storage = False
+            opt.use_fp16_packed = False
+            opt.use_fp16_arithmetic = False
+            opt.use_bf16_storage = False
+        if self.net.load_param(str(param_path)) != 0:
+            raise NcnncError("the ncnn runtime cannot load this .param", str(param_path))
+        if bin_path is not None:
+            if self.net.load_model(str(bin_path)) != 0:
+                raise NcnncError("the ncnn runtime cannot load this .bin", str(bin_path))
+        else:
+            self.net.load_model(ncnn.DataReaderFromEmpty()) if hasattr(ncnn, "DataReaderFromEmpty") else None
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Iterable[str]) -> dict[str, np.ndarray]:
+        """One forward pass; returns a float32 copy of each requested blob."""
+        ncnn = _ncnn()
+        ex = self.net.create_extractor()
+        keep = []
+        for name, array in inputs.items():
+            arr = np.ascontiguousarray(array, dtype=np.float32)
+            keep.append(arr)  # ncnn.Mat borrows the memory: keep it alive until extraction ends
+            if ex.input(name, ncnn.Mat(arr)) != 0:
+                raise NcnncError(f"the ncnn runtime has no input blob {name!r}")
+        result = {}
+        for name in outputs:
+            ret, mat = ex.extract(name)
+            if ret != 0:
+                raise NcnncError(f"the ncnn runtime could not extract blob {name!r}")
+            result[name] = np.array(mat, dtype=np.float32, copy=True)
+        del keep
+        return result
+
+
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] | None = None,
+              num_threads: int = 1) -> dict[str, np.ndarray]:
+    """Write ``graph`` to a temporary model, run it once in the real runtime, return the outputs."""
+    from ncnnc.backends.ncnn_writer import save
+
+    with tempfile.TemporaryDirectory(prefix="ncnnc-rt-") as tmp:
+        param, binf = Path(tmp) / "model.param", Path(tmp) / "model.bin"
+        save(graph, param, binf)
+        net = RuntimeNet(param, binf, num_threads=num_threads)
+        return net.run(inputs, list(outputs) if outputs is not None else graph.outputs)

@@ -1,0 +1,53 @@
+"""The ``ncnnc`` command line: one subcommand per module in :mod:`ncnnc.core.commands`.
+
+User errors (:class:`~ncnnc.core.errors.NcnncError`) print one line and exit with status 2;
+nothing else is printed, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ncnnc.core.errors import NcnncError
+
+COMMANDS = (
+    "convert",
+    "inspect",
+    "plugins",
+)
+"""Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from ncnnc import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ncnnc", description="ncnnc: compile trained networks into fast int8 ncnn models.")
+    parser.add_argument("--version", action="version", version=f"ncnnc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for modname in COMMANDS:
+        module = importlib.import_module(f"ncnnc.core.commands.{modname}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except NcnncError as e:
+        print(f"ncnnc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ncnnc {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,2 @@
+"""One module per ``ncnnc`` subcommand; each defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``."""

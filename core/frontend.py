@@ -1,0 +1,36 @@
+"""What a frontend plugin provides: a named reader from input files to a :class:`Graph`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.ir import Graph
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """A model reader.
+
+    ``claims(paths)`` says whether this frontend reads these input files (by their names or
+    first bytes); ``load(paths, **options)`` reads them.  ``options`` carries user settings such as
+    an input ``shape`` for models whose input size is not fixed.
+    """
+
+    name: str
+    description: str
+    claims: Callable[[Sequence[str]], bool]
+    load: Callable[..., Graph]
+    usage: str = ""
+
+
+def load_model(paths: Sequence[str], **options) -> Graph:
+    """Read a model with whichever registered frontend claims the paths."""
+    from ncnnc.core.registry import registry
+
+    for reg in registry().all("frontends"):
+        if reg.item.claims(list(paths)):
+            return reg.item.load(list(paths), **options)
+    usages = "; ".join(r.item.usage for r in registry().all("frontends") if r.item.usage)
+    raise NcnncError(f"no frontend reads {' '.join(map(str, paths))!r} (expected {usages})")

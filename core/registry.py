@@ -1,0 +1,112 @@
+"""The plugin manager: loads built-in and third-party plugins and answers "which X are there".
+
+>>> from ncnnc.core.registry import registry
+>>> registry().get("frontends", "ncnn").name
+'ncnn'
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from ncnnc.core import hookspecs
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.params import register_schema
+
+KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_types")
+
+BUILTIN_PLUGINS = (
+    "ncnnc.frontends.ncnn",
+    "ncnnc.backends.ncnn_writer",
+)
+"""Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered item and where it came from (``ncnnc`` for built-ins, else the distribution)."""
+
+    kind: str
+    item: Any
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The item's name (a layer type's ``type``)."""
+        return getattr(self.item, "name", None) or self.item.type
+
+    @property
+    def description(self) -> str:
+        """The item's one-line description."""
+        return getattr(self.item, "description", "") or getattr(self.item, "doc", "")
+
+
+class Registry:
+    """All registered plugins, queried by kind and name."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        for modname in BUILTIN_PLUGINS:
+            self.pm.register(importlib.import_module(modname), name=modname)
+        if load_entry_points:
+            self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        self._cache: dict[str, list[Registered]] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object or module at run time (tests, notebooks)."""
+        self.pm.register(plugin, name=name)
+        self._cache.clear()
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a plugin registered with :meth:`register`."""
+        self.pm.unregister(plugin)
+        self._cache.clear()
+
+    def _source_of(self, plugin: object) -> str:
+        for p, dist in self.pm.list_plugin_distinfo():
+            if p is plugin:
+                return f"{dist.project_name} {dist.version}"
+        name = self.pm.get_name(plugin) or ""
+        return "ncnnc (built-in)" if name in BUILTIN_PLUGINS else (name or "registered at run time")
+
+    def all(self, kind: str) -> list[Registered]:
+        """Every item of a kind, built-ins first, in registration order."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}")
+        if kind not in self._cache:
+            hook = getattr(self.pm.hook, f"ncnnc_{kind}")
+            items: list[Registered] = []
+            for impl in reversed(hook.get_hookimpls()):
+                for item in impl.function() or []:
+                    items.append(Registered(kind, item, self._source_of(impl.plugin)))
+            if kind == "layer_types":
+                for reg in items:
+                    register_schema(reg.item)
+            self._cache[kind] = items
+        return self._cache[kind]
+
+    def names(self, kind: str) -> list[str]:
+        """The names of every item of a kind."""
+        return [r.name for r in self.all(kind)]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The item of a kind with this name; a user error listing the choices if there is none."""
+        for reg in self.all(kind):
+            if reg.name == name:
+                return reg.item
+        choices = ", ".join(self.names(kind)) or "none"
+        raise NcnncError(f"no {kind[:-1].replace('_', ' ')} named {name!r} (available: {choices})")
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The process-wide registry (built-ins plus installed entry points)."""
+    reg = Registry()
+    reg.all("layer_types")
+    return reg

@@ -1,0 +1,1 @@
+"""ncnnc.frontends."""

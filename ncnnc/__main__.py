@@ -1,0 +1,5 @@
+"""`python -m ncnnc` runs the command-line interface."""
+
+from ncnnc.core.cli import main
+
+raise SystemExit(main())
