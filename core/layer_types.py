@@ -76,7 +76,8 @@ def _deconv_weights(p: ParamDict) -> list[WeightSpec]:
     n, ws = p["num_output"], p["weight_data_size"]
     kw, kh = p["kernel_w"], p["kernel_h"]
     cin_per_group = ws // max(n * kw * kh, 1)
-    specs = [_w("weight", ws, 0, cin_per_group * p["group"], n // p["group"], kh, kw)]
+    # ncnn stores deconvolution weights output-major, like convolution: (num_output, cin/group, kh, kw)
+    specs = [_w("weight", ws, 0, n, cin_per_group, kh, kw)]
     if p["bias_term"]:
         specs.append(_w("bias", n, 1))
     return specs
