@@ -1,0 +1,243 @@
+"""The quantizer: a calibration table + an fp32 graph -> the int8 graph ``ncnn2int8`` writes.
+
+What it does, in ncnn2int8's order (Tencent/ncnn ``tools/quantize/ncnn2int8.cpp``):
+
+1. Convolution (``8=2``), ConvolutionDepthWise (``8=1``) and InnerProduct (``8=2``) that have both
+   a weight line and an input-blob line in the table get int8 weights (one scale per output
+   channel, per group for depthwise), their weight scales and their input scale.
+2. RNN, LSTM and GRU (``8=2``) and Embed (``18=2``) get weight-only ("dynamic") int8 weights with
+   per-row ``127/absmax`` scales; no table needed, the runtime quantizes their inputs on the fly.
+3. Requantize fusion: a quantized convolution whose output feeds only quantized convolutions
+   (directly or through a Split) gets ``8 += 100`` and the consumer's input scale as its output
+   scale, so the runtime hands int8 straight to the next convolution.
+4. Every weight that stays float is stored fp16, load-type-1 blobs (biases, scales) raw fp32.
+
+Layers named in ``fp32_layers`` or commented out (``#``) in the table stay fp32.  Every choice
+is recorded in a :class:`QuantizeReport`.  Bad input (an int8 model, a table naming a layer the
+model does not have or a layer type with no int8 form, scale counts that do not match the
+layer) raises :class:`~ncnnc.core.errors.NcnncError` naming the file and the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ncnnc.backends.ncnn_writer import convert_storage
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.int8 import absmax_scales, quantize_rows
+from ncnnc.core.ir import Graph, Layer, Weight
+from ncnnc.core.table import CalibrationTable
+
+STATIC_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+"""Layer types quantized with a calibration table (int8 inputs and weights)."""
+
+DYNAMIC_TYPES = ("RNN", "LSTM", "GRU", "Embed")
+"""Layer types whose weights ncnn2int8 quantizes without a table."""
+
+CONV_TYPES = ("Convolution", "ConvolutionDepthWise")
+"""Layer types that take part in requantize fusion."""
+
+_WRITTEN_AFTER_SCALE_TERM = (9, 10, 17, 19)
+"""Param ids ncnn's model writer puts after ``8=int8_scale_term`` on a convolution line."""
+
+
+@dataclass
+class QuantizeReport:
+    """What the quantizer did to each layer with weights."""
+
+    quantized: list[str] = field(default_factory=list)
+    dynamic: list[str] = field(default_factory=list)
+    requantized: list[str] = field(default_factory=list)
+    kept_fp32: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines for the command line."""
+        lines = [f"int8: {len(self.quantized)} layers (requantize fusion on {len(self.requantized)}), "
+                 f"weight-only int8: {len(self.dynamic)}, kept fp32: {len(self.kept_fp32)}"]
+        lines += [f"  fp32 {name}: {why}" for name, why in self.kept_fp32.items()]
+        return "\n".join(lines)
+
+
+@dataclass
+class QuantizeResult:
+    """The int8 graph and the report."""
+
+    graph: Graph
+    report: QuantizeReport
+
+
+def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers: Iterable[str] = (),
+             fp32_reasons: dict[str, str] | None = None, model_path: str | None = None,
+             table_path: str | None = None) -> QuantizeResult:
+    """Quantize a copy of ``graph`` with ``table`` (None: weight-only quantization only).
+
+    ``fp32_layers`` stay fp32 (``fp32_reasons`` may say why, for the report); ``model_path``
+    and ``table_path`` only name the files in error messages.
+    """
+    check_fp32_model(graph, model_path)
+    graph = graph.copy()
+    table = table or CalibrationTable()
+    reasons = dict(fp32_reasons or {})
+    keep = set(fp32_layers) | set(reasons)
+    for name in sorted(keep):
+        if graph.find(name) is None:
+            raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", model_path)
+    _check_table(graph, table, table_path)
+    report = QuantizeReport()
+    for layer in graph.layers:
+        if layer.type not in STATIC_TYPES + DYNAMIC_TYPES:
+            continue
+        if layer.name in keep:
+            report.kept_fp32[layer.name] = reasons.get(layer.name, "asked to stay fp32")
+        elif layer.type in DYNAMIC_TYPES:
+            _quantize_dynamic(layer)
+            report.dynamic.append(layer.name)
+        else:
+            why = _static_reason_to_skip(layer, table)
+            if why:
+                report.kept_fp32[layer.name] = why
+            else:
+                _quantize_static(layer, table.weight_scales[layer.name], table.input_scales[layer.name])
+                report.quantized.append(layer.name)
+    report.requantized = fuse_requantize(graph)
+    convert_storage(graph, "fp16")
+    return QuantizeResult(graph, report)
+
+
+# -- checks ----------------------------------------------------------------------------------
+def check_fp32_model(graph: Graph, path: str | None = None) -> None:
+    """Raise if the graph is already quantized (int8 weights or a non-zero int8 scale term)."""
+    for layer in graph.layers:
+        schema = layer.params.schema
+        term = layer.p("int8_scale_term") if schema and "int8_scale_term" in schema.by_name else 0
+        if term or any(w.storage == "int8" for w in layer.weights.values()):
+            raise NcnncError("this is already an int8 model (int8 weights/scales); give the fp32 model",
+                             path, f"layer {layer.name}")
+
+
+def _expected_weight_scales(layer: Layer) -> int:
+    if layer.type == "ConvolutionDepthWise":
+        return int(layer.p("group"))
+    return int(layer.p("num_output"))
+
+
+def _check_table(graph: Graph, table: CalibrationTable, path: str | None) -> None:
+    for name in table.layers():
+        layer = graph.find(name)
+        where = f"layer {name}"
+        if layer is None:
+            raise NcnncError("the table names a layer the model does not have (a table for another model?)",
+                             path, where)
+        if layer.type not in STATIC_TYPES:
+            raise NcnncError(f"the table has scales for a {layer.type} layer, which has no int8 form", path, where)
+        if name in table.input_scales and name not in table.weight_scales:
+            raise NcnncError("the table has an input scale but no weight scales (no line "
+                             f"{name}_param_0)", path, where)
+        if name in table.weight_scales:
+            have, want = table.weight_scales[name].size, _expected_weight_scales(layer)
+            if have != want:
+                raise NcnncError(f"the table has {have} weight scales, the {layer.type} needs {want} "
+                                 "(a table for another model?)", path, where)
+
+
+def _static_reason_to_skip(layer: Layer, table: CalibrationTable) -> str:
+    if layer.name in table.commented:
+        return "commented out in the table"
+    if layer.name not in table.input_scales:
+        return "no scales in the table"
+    if layer.type in CONV_TYPES and layer.p("dynamic_weight"):
+        return "weights are a runtime input (dynamic_weight)"
+    return ""
+
+
+# -- rewriting layers ------------------------------------------------------------------------
+def _set_scale_term(layer: Layer, pid: int, value: int) -> None:
+    """Set the int8 scale term where ncnn's model writer puts it (before activation params)."""
+    values = layer.params.values
+    if pid in values:
+        values[pid] = value
+        return
+    items = list(values.items())
+    at = next((i for i, (k, _) in enumerate(items) if k in _WRITTEN_AFTER_SCALE_TERM), len(items))
+    items.insert(at, (pid, value))
+    values.clear()
+    values.update(items)
+
+
+def _raw(values) -> Weight:
+    return Weight(np.asarray(values, dtype=np.float32).ravel(), "raw")
+
+
+def _quantize_static(layer: Layer, weight_scales: np.ndarray, input_scale: float) -> None:
+    weight = layer.weight("weight")
+    weight_scales = np.asarray(weight_scales, np.float32)
+    layer.weights["weight"] = Weight(quantize_rows(weight, weight_scales), "int8")
+    layer.weights["weight_int8_scales"] = _raw(weight_scales)
+    layer.weights["bottom_int8_scales"] = _raw([input_scale])
+    _set_scale_term(layer, 8, 1 if layer.type == "ConvolutionDepthWise" else 2)
+
+
+def _quantize_dynamic(layer: Layer) -> None:
+    if layer.type == "Embed":
+        weight = layer.weight("weight")
+        scale = absmax_scales(weight, 1)
+        layer.weights["weight"] = Weight(quantize_rows(weight, scale), "int8")
+        layer.weights["weight_int8_scales"] = _raw(scale)
+        _set_scale_term(layer, 18, 2)
+        return
+    for name in ("weight_xc", "weight_hc"):
+        weight = layer.weight(name)
+        rows = weight.shape[0] * weight.shape[1]
+        scales = absmax_scales(weight, rows)
+        layer.weights[name] = Weight(quantize_rows(weight, scales), "int8")
+        layer.weights[f"{name}_int8_scales"] = Weight(scales.reshape(weight.shape[:2]), "raw")
+    _set_scale_term(layer, 8, 2)
+
+
+# -- requantize fusion -----------------------------------------------------------------------
+def _is_int8_conv(layer: Layer) -> bool:
+    return (layer.type in CONV_TYPES and len(layer.inputs) == 1 and "weight" in layer.weights
+            and layer.weights["weight"].storage == "int8")
+
+
+def _requantize_target(graph: Graph, layer: Layer, consumers: dict[str, list[Layer]]) -> Layer | None:
+    """The convolution whose input scale ``layer`` should requantize to, or None.
+
+    Every reader of the output (through at most one Split, as ncnn2int8 looks) must be an int8
+    convolution; ncnn2int8 takes the direct consumer, or the consumer of the Split's first output.
+    """
+    (out,) = layer.outputs
+    readers = consumers.get(out, [])
+    if not readers or out in graph.outputs:
+        return None
+    if len(readers) == 1 and readers[0].type == "Split":
+        split = readers[0]
+        finals = [c for top in split.outputs for c in consumers.get(top, [])]
+        if any(top in graph.outputs or not consumers.get(top) for top in split.outputs):
+            return None
+        if finals and all(_is_int8_conv(c) for c in finals):
+            return consumers[split.outputs[0]][-1]
+        return None
+    return readers[0] if all(_is_int8_conv(c) for c in readers) else None
+
+
+def fuse_requantize(graph: Graph) -> list[str]:
+    """Give int8 convolutions feeding int8 convolutions an int8 output (``8 += 100``).
+
+    Returns the names of the layers changed.
+    """
+    consumers = graph.consumer_map()
+    fused = []
+    for layer in graph.layers:
+        if not _is_int8_conv(layer) or len(layer.outputs) != 1 or layer.p("int8_scale_term") > 100:
+            continue
+        target = _requantize_target(graph, layer, consumers)
+        if target is None:
+            continue
+        layer.weights["top_int8_scales"] = _raw(target.weights["bottom_int8_scales"].data)
+        _set_scale_term(layer, 8, int(layer.p("int8_scale_term")) + 100)
+        fused.append(layer.name)
+    return fused
