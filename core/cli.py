@@ -16,6 +16,7 @@ COMMANDS = (
     "convert",
     "inspect",
     "plugins",
+    "quantize",
 )
 """Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
 
