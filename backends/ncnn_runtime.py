@@ -28,7 +28,7 @@ def _ncnn():
 class RuntimeNet:
     """A loaded ncnn ``Net``; ``run`` feeds inputs and extracts outputs."""
 
-    def __init__(self, param_path: str | Path, bin_path: str | Path | None, num_threads: int = 1,
+    def __init__(self, param_path: str | Path, bin_path: str | Path, num_threads: int = 1,
                  exact: bool = True, use_int8: bool = True) -> None:
         ncnn = _ncnn()
         self.net = ncnn.Net()
@@ -41,18 +41,21 @@ class RuntimeNet:
             opt.use_fp16_packed = False
             opt.use_fp16_arithmetic = False
             opt.use_bf16_storage = False
-        if self.net.load_param(str(param_path)) != 0:
+        binary = str(param_path).endswith(".param.bin")
+        load_param = self.net.load_param_bin if binary else self.net.load_param
+        if load_param(str(param_path)) != 0:
             raise NcnncError("the ncnn runtime cannot load this .param", str(param_path))
-        if bin_path is not None:
-            if self.net.load_model(str(bin_path)) != 0:
-                raise NcnncError("the ncnn runtime cannot load this .bin", str(bin_path))
-        else:
-            self.net.load_model(ncnn.DataReaderFromEmpty()) if hasattr(ncnn, "DataReaderFromEmpty") else None
+        if self.net.load_model(str(bin_path)) != 0:
+            raise NcnncError("the ncnn runtime cannot load this .bin", str(bin_path))
 
-    def run(self, inputs: Mapping[str, np.ndarray], outputs: Iterable[str]) -> dict[str, np.ndarray]:
-        """One forward pass; returns a float32 copy of each requested blob."""
+    def run(self, inputs: Mapping[str | int, np.ndarray], outputs: Iterable[str | int]) -> dict:
+        """One forward pass; returns a float32 copy of each requested blob.
+
+        Blobs are named, or given by index for a model loaded from ncnn2mem's ``.param.bin``.
+        """
         ncnn = _ncnn()
         ex = self.net.create_extractor()
+        ex.set_light_mode(False)  # keep intermediates so any blob can be extracted in any order
         keep = []
         for name, array in inputs.items():
             arr = np.ascontiguousarray(array, dtype=np.float32)

@@ -294,8 +294,9 @@ class Graph:
         """
         (src,) = layer.inputs
         (dst,) = layer.outputs
+        is_output = dst in self.outputs
         self.layers.remove(layer)
-        if dst in self.outputs and len(self.consumers(src)) == 0:
+        if is_output and not self.consumers(src) and src not in self.inputs:
             self.rename_blob(src, dst)
         else:
             self.rewire(dst, src)

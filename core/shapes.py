@@ -1,0 +1,353 @@
+"""Shape inference with ncnn's semantics, one small rule per layer type.
+
+Shapes are numpy-order tuples without batch: ``(c, h, w)``, ``(h, w)``, ``(w,)`` or
+``(c, d, h, w)`` — ncnn's ``dims`` is ``len(shape)``.  ``infer_shapes`` fills ``graph.shapes``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from ncnnc.core.errors import GraphError, UnsupportedError
+from ncnnc.core.ir import Graph, Layer
+
+Shape = tuple[int, ...]
+ShapeRule = Callable[[Layer, list[Shape]], list[Shape]]
+_RULES: dict[str, ShapeRule] = {}
+
+
+def shape_rule(*types: str) -> Callable[[ShapeRule], ShapeRule]:
+    """Register a shape rule for one or more layer types."""
+    def register(fn: ShapeRule) -> ShapeRule:
+        for t in types:
+            _RULES[t] = fn
+        return fn
+    return register
+
+
+def infer_shapes(graph: Graph, input_shapes: dict[str, Shape] | None = None) -> dict[str, Shape]:
+    """Infer every blob's shape; ``input_shapes`` overrides (or supplies) the Input layers' shapes."""
+    shapes: dict[str, Shape] = {}
+    given = dict(input_shapes or {})
+    for layer in graph.layers:
+        if layer.type == "Input" and layer.outputs[0] in given:
+            out = [tuple(given[layer.outputs[0]])]
+        else:
+            rule = _RULES.get(layer.type)
+            if rule is None:
+                raise UnsupportedError(f"no shape rule for layer type {layer.type}", where=f"layer {layer.name}")
+            try:
+                out = rule(layer, [shapes[b] for b in layer.inputs])
+            except KeyError as e:
+                raise GraphError(f"shape of blob {e.args[0]!r} is unknown", where=f"layer {layer.name}") from None
+        for blob, shape in zip(layer.outputs, out):
+            shapes[blob] = tuple(int(s) for s in shape)
+    graph.shapes = shapes
+    return shapes
+
+
+def _spatial(ins: Shape) -> tuple[int, int, int]:
+    """(c, h, w) of a 3-D blob; 2-D/1-D blobs as ncnn treats them (h=1 / c=1)."""
+    if len(ins) == 3:
+        return ins[0], ins[1], ins[2]
+    if len(ins) == 2:
+        return 1, ins[0], ins[1]
+    return 1, 1, ins[0]
+
+
+def _same_pad(size: int, kernel: int, dilation: int, stride: int) -> int:
+    extent = dilation * (kernel - 1) + 1
+    out = (size + stride - 1) // stride
+    return max((out - 1) * stride + extent - size, 0)
+
+
+def _padded(layer: Layer, h: int, w: int, kh: int, kw: int, dh: int, dw: int, sh: int, sw: int,
+            pad_ids: tuple[str, str, str, str]) -> tuple[int, int]:
+    left, right, top, bottom = (layer.p(k) for k in pad_ids)
+    if left in (-233, -234):
+        return h + _same_pad(h, kh, dh, sh), w + _same_pad(w, kw, dw, sw)
+    return h + top + bottom, w + left + right
+
+
+@shape_rule("Input")
+def _input(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    w, h, d, c = layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
+    dims = [x for x in (c, d, h, w) if x]
+    if not dims:
+        raise GraphError("input shape unknown: give it (e.g. shape=[227,227,3])", where=f"layer {layer.name}")
+    return [tuple(dims)]
+
+
+@shape_rule("Convolution", "ConvolutionDepthWise")
+def _conv(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    _, h, w = _spatial(ins[0])
+    kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
+    dw, dh = layer.p("dilation_w"), layer.p("dilation_h")
+    sw, sh = layer.p("stride_w"), layer.p("stride_h")
+    hp, wp = _padded(layer, h, w, kh, kw, dh, dw, sh, sw, ("pad_left", "pad_right", "pad_top", "pad_bottom"))
+    oh = (hp - (dh * (kh - 1) + 1)) // sh + 1
+    ow = (wp - (dw * (kw - 1) + 1)) // sw + 1
+    return [(layer.p("num_output"), oh, ow)]
+
+
+@shape_rule("Deconvolution", "DeconvolutionDepthWise")
+def _deconv(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    _, h, w = _spatial(ins[0])
+    kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
+    dw, dh = layer.p("dilation_w"), layer.p("dilation_h")
+    sw, sh = layer.p("stride_w"), layer.p("stride_h")
+    full_w = (w - 1) * sw + dw * (kw - 1) + 1 + layer.p("output_pad_right")
+    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + layer.p("output_pad_bottom")
+    if layer.p("output_w") > 0 and layer.p("output_h") > 0:
+        return [(layer.p("num_output"), layer.p("output_h"), layer.p("output_w"))]
+    left = layer.p("pad_left")
+    if left in (-233, -234):
+        ow, oh = w * sw, h * sh
+    else:
+        ow = full_w - left - layer.p("pad_right")
+        oh = full_h - layer.p("pad_top") - layer.p("pad_bottom")
+    return [(layer.p("num_output"), oh, ow)]
+
+
+@shape_rule("InnerProduct")
+def _innerproduct(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if len(ins[0]) == 2 and layer.p("weight_data_size") // max(layer.p("num_output"), 1) == ins[0][1]:
+        return [(ins[0][0], layer.p("num_output"))]
+    return [(layer.p("num_output"),)]
+
+
+@shape_rule("Pooling")
+def _pooling(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    c, h, w = _spatial(ins[0])
+    if layer.p("global_pooling"):
+        return [(c,)]
+    if layer.p("adaptive_pooling"):
+        return [(c, layer.p("out_h"), layer.p("out_w"))]
+    kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
+    sw, sh = layer.p("stride_w"), layer.p("stride_h")
+    left, right, top, bottom = (layer.p(k) for k in ("pad_left", "pad_right", "pad_top", "pad_bottom"))
+    mode = layer.p("pad_mode")
+    if mode == 0:  # full padding: caffe-style ceil, extra pad on right/bottom
+        wtail, htail = (w + left + right - kw) % sw, (h + top + bottom - kh) % sh
+        if wtail:
+            right += sw - wtail
+        if htail:
+            bottom += sh - htail
+    elif mode in (2, 3):  # tensorflow SAME
+        wpad, hpad = kw + sw * ((w - 1) // sw) - w, kh + sh * ((h - 1) // sh) - h
+        if wpad > 0 or hpad > 0:
+            left, right = (wpad // 2, wpad - wpad // 2) if mode == 2 else (wpad - wpad // 2, wpad // 2)
+            top, bottom = (hpad // 2, hpad - hpad // 2) if mode == 2 else (hpad - hpad // 2, hpad // 2)
+        else:
+            left = right = top = bottom = 0
+    ow = (w + left + right - kw) // sw + 1
+    oh = (h + top + bottom - kh) // sh + 1
+    return [(c, oh, ow)]
+
+
+@shape_rule("ReLU", "PReLU", "Clip", "Sigmoid", "TanH", "HardSigmoid", "HardSwish", "Swish", "Mish", "ELU",
+            "SELU", "AbsVal", "BNLL", "Exp", "Log", "Power", "Threshold", "BatchNorm", "Scale", "Bias",
+            "UnaryOp", "Softmax", "Dropout", "Noop", "GroupNorm", "InstanceNorm", "LayerNorm", "Normalize",
+            "LRN", "Quantize", "Dequantize", "Requantize", "ShuffleChannel")
+def _same(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [ins[0]]
+
+
+@shape_rule("Split")
+def _split(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [ins[0]] * len(layer.outputs)
+
+
+def broadcast_shape(a: Shape, b: Shape) -> Shape:
+    """ncnn BinaryOp's output shape: right-aligned numpy broadcasting, with ncnn's extra rule that a
+    1-D ``b`` of size ``c`` broadcasts along the channel axis of a 3-D ``a``."""
+    if len(a) != len(b) and min(len(a), len(b)) == 1:
+        big, small = (a, b) if len(a) > len(b) else (b, a)
+        if small[0] == big[0] or small[0] == 1:
+            return big
+    n = max(len(a), len(b))
+    pa, pb = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return tuple(max(x, y) for x, y in zip(pa, pb))
+
+
+@shape_rule("BinaryOp")
+def _binaryop(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if layer.p("with_scalar") or len(ins) == 1:
+        return [ins[0]]
+    return [broadcast_shape(ins[0], ins[1])]
+
+
+@shape_rule("Eltwise")
+def _eltwise(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [ins[0]]
+
+
+@shape_rule("Concat")
+def _concat(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    axis = layer.p("axis")
+    axis = axis + len(ins[0]) if axis < 0 else axis
+    out = list(ins[0])
+    out[axis] = sum(s[axis] for s in ins)
+    return [tuple(out)]
+
+
+@shape_rule("Slice")
+def _slice(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    axis = layer.p("axis")
+    axis = axis + len(ins[0]) if axis < 0 else axis
+    total = ins[0][axis]
+    slices = layer.p("slices") or [-233] * len(layer.outputs)
+    indices = layer.p("indices")
+    sizes: list[int] = []
+    if indices:
+        bounds = [0, *[i if i >= 0 else total + i for i in indices], total]
+        sizes = [bounds[i + 1] - bounds[i] for i in range(len(layer.outputs))]
+    else:
+        remaining, left = total, len(slices)
+        for s in slices:
+            size = (remaining // left) if s == -233 else s
+            sizes.append(size)
+            remaining -= size
+            left -= 1
+    outs = []
+    for size in sizes:
+        shape = list(ins[0])
+        shape[axis] = size
+        outs.append(tuple(shape))
+    return outs
+
+
+@shape_rule("Crop")
+def _crop(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    shape = list(ins[1] if len(ins) == 2 else ins[0])
+    if len(ins) == 2:
+        ref = ins[1]
+        base = list(ins[0])
+        base[-len(ref):] = ref[-len(base):] if len(ref) >= len(base) else ref
+        return [tuple(base)]
+    starts, ends, axes = layer.p("starts"), layer.p("ends"), layer.p("axes")
+    if starts:
+        axes = axes or list(range(len(starts)))
+        for s, e, a in zip(starts, ends, axes):
+            a = a + len(shape) if a < 0 else a
+            size = shape[a]
+            s = max(0, s + size if s < 0 else min(s, size))
+            e = size if e >= size or e == -233 else (e + size if e < 0 else e)
+            shape[a] = max(e - s, 0)
+        return [tuple(shape)]
+    names = {3: ("outc", "outh", "outw"), 2: ("outh", "outw"), 1: ("outw",)}.get(len(shape), ())
+    offs2 = {"outw": "woffset2", "outh": "hoffset2", "outc": "coffset2"}
+    offs = {"outw": "woffset", "outh": "hoffset", "outc": "coffset"}
+    for i, name in enumerate(names):
+        want = layer.p(name)
+        if want > 0:
+            shape[i] = want
+        elif want == -233 or want == 0:
+            shape[i] = shape[i] - layer.p(offs[name]) - layer.p(offs2[name])
+    return [tuple(shape)]
+
+
+@shape_rule("Reshape")
+def _reshape(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    total = math.prod(ins[0])
+    w, h, d, c = layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
+    if h == -233:
+        dims = [w]
+    elif d == -233 and c == -233:
+        dims = [h, w]
+    elif d == -233:
+        dims = [c, h, w]
+    else:
+        dims = [c, d, h, w]
+    ndim = len(ins[0])
+    ncnn_in = list(reversed(ins[0]))  # w, h, (d), c order
+    ncnn_out = list(reversed(dims))
+    for i, v in enumerate(ncnn_out):
+        if v == 0:
+            ncnn_out[i] = ncnn_in[i] if i < ndim else 1
+    known = math.prod(v for v in ncnn_out if v != -1)
+    ncnn_out = [total // known if v == -1 else v for v in ncnn_out]
+    return [tuple(reversed(ncnn_out))]
+
+
+@shape_rule("Flatten")
+def _flatten(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [(math.prod(ins[0]),)]
+
+
+_PERMUTES_3D = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 0, 2), 3: (1, 2, 0), 4: (2, 0, 1), 5: (2, 1, 0)}
+"""ncnn Permute order_type -> output (c, h, w) axes as indices into the input's (c, h, w)."""
+
+
+@shape_rule("Permute")
+def _permute(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    shape = ins[0]
+    order = layer.p("order_type")
+    if len(shape) == 2:
+        return [shape if order == 0 else (shape[1], shape[0])]
+    if len(shape) == 3:
+        return [tuple(shape[i] for i in _PERMUTES_3D[order])]
+    raise UnsupportedError(f"Permute of a {len(shape)}-D blob", where=f"layer {layer.name}")
+
+
+@shape_rule("Padding")
+def _padding(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    shape = list(ins[0])
+    shape[-1] += layer.p("left") + layer.p("right")
+    if len(shape) >= 2:
+        shape[-2] += layer.p("top") + layer.p("bottom")
+    if len(shape) >= 3:
+        shape[0] += layer.p("front") + layer.p("behind")
+    return [tuple(shape)]
+
+
+@shape_rule("Interp")
+def _interp(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if len(ins) == 2:
+        return [(ins[0][0], ins[1][-2], ins[1][-1])]
+    shape = ins[0]
+    if len(shape) == 1:
+        return [(shape[0], layer.p("output_height") or 1, layer.p("output_width") or 1)]
+    c, h, w = _spatial(shape)
+    oh, ow = layer.p("output_height"), layer.p("output_width")
+    if not (oh and ow):
+        oh, ow = int(h * layer.p("height_scale")), int(w * layer.p("width_scale"))
+    return [(c, oh, ow) if len(shape) == 3 else (oh, ow)]
+
+
+@shape_rule("MemoryData")
+def _memorydata(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    dims = [x for x in (layer.p("c"), layer.p("d"), layer.p("h"), layer.p("w")) if x]
+    return [tuple(dims) or (1,)]
+
+
+@shape_rule("Reduction")
+def _reduction(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    shape = ins[0]
+    if layer.p("reduce_all"):
+        return [tuple(1 for _ in shape) if layer.p("keepdims") else (1,)]
+    axes = {a + len(shape) if a < 0 else a for a in layer.p("axes")}
+    if layer.p("keepdims"):
+        return [tuple(1 if i in axes else s for i, s in enumerate(shape))]
+    return [tuple(s for i, s in enumerate(shape) if i not in axes) or (1,)]
+
+
+@shape_rule("ArgMax")
+def _argmax(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [(layer.p("topk") * (2 if layer.p("out_max_val") else 1),)]
+
+
+@shape_rule("Embed")
+def _embed(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [(ins[0][-1], layer.p("num_output"))]
+
+
+@shape_rule("RNN", "LSTM", "GRU")
+def _recurrent(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    steps = ins[0][0] if len(ins[0]) == 2 else 1
+    directions = 2 if layer.p("direction") == 2 else 1
+    outs: list[Shape] = [(steps, layer.p("num_output") * directions)]
+    for _ in layer.outputs[1:]:
+        outs.append((directions, layer.p("num_output")))
+    return outs

@@ -1,0 +1,75 @@
+"""Outside plugins register through the same hooks as the built-ins, listed and used."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.cli import main
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.frontend import Frontend, load_model
+from ncnnc.core.hookspecs import hookimpl
+from ncnnc.core.registry import Registry, registry
+
+
+class ToyPlugin:
+    """A frontend for '.toy' files: the file holds one integer, the channel count of a ReLU net."""
+
+    @hookimpl
+    def ncnnc_frontends(self):
+        def load(paths, **_):
+            b = GraphBuilder()
+            x = b.input("data", (int(open(paths[0]).read()), 2, 2))
+            b.layer("ReLU", [x], name="relu")
+            return b.build()
+
+        return [Frontend("toy", "toy test frontend", lambda p: p[0].endswith(".toy"), load, usage="X.toy")]
+
+
+def test_registered_plugin_is_listed_and_used(tmp_path, capsys):
+    plugin = ToyPlugin()
+    registry().register(plugin, name="toy-plugin")
+    try:
+        assert main(["plugins", "frontends"]) == 0
+        out = capsys.readouterr().out
+        assert "toy" in out and "toy test frontend" in out and "[toy-plugin]" in out
+        assert "ncnn" in out and "[ncnnc (built-in)]" in out
+        model = tmp_path / "m.toy"
+        model.write_text("5")
+        graph = load_model([str(model)])
+        assert graph.layers[0].params["c"] == 5
+        assert main(["convert", str(model), str(tmp_path / "o.param"), str(tmp_path / "o.bin")]) == 0
+        assert "ReLU" in (tmp_path / "o.param").read_text()
+    finally:
+        registry().unregister(plugin)
+    assert "toy" not in registry().names("frontends")
+
+
+def test_entry_point_plugin(tmp_path, monkeypatch):
+    """A real entry point in the group 'ncnnc' (a distribution's metadata on sys.path) is loaded."""
+    (tmp_path / "toy_ncnnc_plugin.py").write_text(textwrap.dedent('''
+        from ncnnc.core.backend import Target
+        from ncnnc.core.hookspecs import hookimpl
+
+        @hookimpl
+        def ncnnc_targets():
+            return [Target("toy-cpu", "a test target", "riscv64-unknown-linux-gnu")]
+    '''))
+    dist = tmp_path / "toy_ncnnc_plugin-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-ncnnc-plugin\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[ncnnc]\ntoy = toy_ncnnc_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry()
+    (found,) = [r for r in reg.all("targets") if r.name == "toy-cpu"]
+    assert found.source == "toy-ncnnc-plugin 0.3"
+    assert found.item.triple == "riscv64-unknown-linux-gnu"
+    sys.modules.pop("toy_ncnnc_plugin", None)
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(NcnncError, match=r"no frontend named 'nope' \(available: ncnn"):
+        registry().get("frontends", "nope")
