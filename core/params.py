@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Union
 
-ParamValue = Union[int, float, list]
+ParamValue = int | float | list
 """An int, a float, or a list of ints/floats (an array parameter)."""
 
 

@@ -16,7 +16,8 @@ HELP = "show a model's layers, blob shapes, weight bytes per storage and MACs"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc inspect``."""
-    parser.add_argument("paths", nargs="+", metavar="MODEL", help="MODEL.param [MODEL.bin] (or another frontend's files)")
+    parser.add_argument("paths", nargs="+", metavar="MODEL",
+                        help="MODEL.param [MODEL.bin] (or another frontend's files)")
     parser.add_argument("--shape", help="input shape as ncnn's w,h,c, e.g. [227,227,3] (default: the Input layer's)")
     parser.add_argument("--input", default=None, help="which input --shape applies to (default: the first)")
     parser.add_argument("--summary", action="store_true", help="print only the totals")

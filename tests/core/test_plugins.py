@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
-
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.cli import main
 from ncnnc.core.errors import NcnncError
@@ -22,7 +22,7 @@ class ToyPlugin:
     def ncnnc_frontends(self):
         def load(paths, **_):
             b = GraphBuilder()
-            x = b.input("data", (int(open(paths[0]).read()), 2, 2))
+            x = b.input("data", (int(Path(paths[0]).read_text()), 2, 2))
             b.layer("ReLU", [x], name="relu")
             return b.build()
 
