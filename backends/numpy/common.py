@@ -1,0 +1,57 @@
+"""Helpers shared by the numpy ops: fused activations, ncnn axes, per-channel broadcasting."""
+
+from __future__ import annotations
+
+import numpy as np
+from ncnnc.core.errors import UnsupportedError
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """ncnn's sigmoid, ``1 / (1 + exp(-x))`` in float32."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32, copy=False)
+
+
+def mish(x: np.ndarray) -> np.ndarray:
+    """``x * tanh(log(exp(x) + 1))``."""
+    with np.errstate(over="ignore"):
+        return (x * np.tanh(np.log1p(np.exp(x)))).astype(np.float32, copy=False)
+
+
+def hardswish(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``x * clamp(alpha * x + beta, 0, 1)`` (ncnn's HardSwish)."""
+    return x * np.clip(x * np.float32(alpha) + np.float32(beta), 0.0, 1.0)
+
+
+def activate(x: np.ndarray, act_type: int, params: list, where: str = "") -> np.ndarray:
+    """Apply a fused activation (``9=`` type, ``10=`` params) of Convolution/InnerProduct/... layers.
+
+    1 ReLU, 2 leaky ReLU (slope), 3 clip (min, max), 4 sigmoid, 5 mish, 6 hardswish (alpha, beta).
+    """
+    if act_type == 0:
+        return x
+    if act_type == 1:
+        return np.maximum(x, 0, out=x)
+    if act_type == 2:
+        return np.where(x > 0, x, x * np.float32(params[0]))
+    if act_type == 3:
+        return np.clip(x, np.float32(params[0]), np.float32(params[1]), out=x)
+    if act_type == 4:
+        return sigmoid(x)
+    if act_type == 5:
+        return mish(x)
+    if act_type == 6:
+        return hardswish(x, params[0], params[1])
+    raise UnsupportedError(f"numpy backend: fused activation type {act_type} is not supported", where=where)
+
+
+def np_axis(axis: int, dims: int) -> int:
+    """The numpy axis of a batched array for an ncnn axis (negative counts from the end)."""
+    if axis < 0:
+        axis += dims
+    return axis + 1
+
+
+def per_channel(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Shape 1-D per-"channel" values (ncnn axis 0) to broadcast against batched ``x``."""
+    return values.reshape((1, -1) + (1,) * (x.ndim - 2))

@@ -1,0 +1,209 @@
+"""Convolution, ConvolutionDepthWise, Deconvolution, DeconvolutionDepthWise and InnerProduct (fp32).
+
+Convolutions run as im2col + one matrix product per group over the whole batch; depthwise
+convolutions (one input and one output channel per group) as a sum of shifted, scaled views.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ncnnc.backends.numpy.common import activate
+from ncnnc.backends.numpy.registry import Op, register_op
+from ncnnc.core.ir import Layer
+
+
+def _pad_amounts(p, w: int, h: int, ext_w: int, ext_h: int, stride_w: int, stride_h: int) -> tuple[int, ...]:
+    """``(top, bottom, left, right)`` padding of a convolution input, SAME modes -233/-234 resolved."""
+    left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
+    if left > 0 or right > 0 or top > 0 or bottom > 0:
+        return max(top, 0), max(bottom, 0), max(left, 0), max(right, 0)
+    if (left, right, top, bottom) in ((-233,) * 4, (-234,) * 4):
+        wpad = max(ext_w + (w - 1) // stride_w * stride_w - w, 0)
+        hpad = max(ext_h + (h - 1) // stride_h * stride_h - h, 0)
+        if left == -233:
+            return hpad // 2, hpad - hpad // 2, wpad // 2, wpad - wpad // 2
+        return hpad - hpad // 2, hpad // 2, wpad - wpad // 2, wpad // 2
+    return 0, 0, 0, 0
+
+
+def pad_hw(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: float = 0.0) -> np.ndarray:
+    """Constant-pad the last two axes of ``x``."""
+    if not (top or bottom or left or right):
+        return x
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    return np.pad(x, widths, constant_values=np.float32(value))
+
+
+def windows(x: np.ndarray, kh: int, kw: int, dh: int, dw: int, sh: int, sw: int,
+            oh: int, ow: int) -> list[np.ndarray]:
+    """The ``kh * kw`` strided views of ``x (..., H, W)`` that kernel taps see, each ``(..., oh, ow)``."""
+    return [x[..., i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            for i in range(kh) for j in range(kw)]
+
+
+class _ConvBase(Op):
+    """Shared geometry, padding, im2col and epilogue of Convolution and ConvolutionDepthWise."""
+
+    grouped = False
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        p = self.p
+        if p["dynamic_weight"]:
+            raise self.unsupported("with dynamic_weight=1")
+        self.n = p["num_output"]
+        self.kw, self.kh = p["kernel_w"], p["kernel_h"]
+        self.dw, self.dh = p["dilation_w"], p["dilation_h"]
+        self.sw, self.sh = p["stride_w"], p["stride_h"]
+        self.group = p["group"] if self.grouped else 1
+        weight = layer.weight("weight")
+        self.cin_g = weight.size // (self.n * self.kw * self.kh)
+        self.out_g = self.n // self.group
+        # (group, out_g, cin_g * kh * kw)
+        self.wmat = np.ascontiguousarray(weight.reshape(self.group, self.out_g, self.cin_g * self.kh * self.kw))
+        self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
+        self.act, self.act_params = p["activation_type"], p["activation_params"]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``x (N, C, H, W) -> (N, num_output, OH, OW)``."""
+        _n, _c, h, w = x.shape
+        ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
+        top, bottom, left, right = _pad_amounts(self.p, w, h, ext_w, ext_h, self.sw, self.sh)
+        x = pad_hw(x, top, bottom, left, right, self.p["pad_value"])
+        hp, wp = x.shape[2:]
+        oh, ow = (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
+        if self.cin_g == 1 and self.out_g == 1 and self.group > 1:
+            out = self._depthwise(x, oh, ow)
+        else:
+            out = self._gemm(x, oh, ow)
+        if self.bias is not None:
+            out += self.bias
+        return activate(out, self.act, self.act_params, f"layer {self.layer.name}")
+
+    def _gemm(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+        n = x.shape[0]
+        if self.kh == self.kw == 1 and self.sh == self.sw == 1:
+            cols = x.reshape(n, self.group, self.cin_g, oh * ow)
+        else:
+            taps = windows(x, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+            cols = np.stack(taps, axis=2).reshape(n, self.group, self.cin_g * self.kh * self.kw, oh * ow)
+        out = np.matmul(self.wmat, cols)  # (N, G, out_g, P)
+        return out.reshape(n, self.n, oh, ow)
+
+    def _depthwise(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+        taps = windows(x, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+        wk = self.wmat.reshape(self.n, self.kh * self.kw)
+        out = taps[0] * wk[:, 0].reshape(1, -1, 1, 1)
+        for k in range(1, len(taps)):
+            out += taps[k] * wk[:, k].reshape(1, -1, 1, 1)
+        return out
+
+
+@register_op("Convolution")
+class Convolution(_ConvBase):
+    """2-D convolution with fused bias and activation."""
+
+
+@register_op("ConvolutionDepthWise")
+class ConvolutionDepthWise(_ConvBase):
+    """Grouped 2-D convolution (``7=group``)."""
+
+    grouped = True
+
+
+class _DeconvBase(Op):
+    """Transposed convolution: every input pixel scatters ``weight * value`` into the output."""
+
+    grouped = False
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        p = self.p
+        if p["dynamic_weight"]:
+            raise self.unsupported("with dynamic_weight=1")
+        self.n = p["num_output"]
+        self.kw, self.kh = p["kernel_w"], p["kernel_h"]
+        self.dw, self.dh = p["dilation_w"], p["dilation_h"]
+        self.sw, self.sh = p["stride_w"], p["stride_h"]
+        self.group = p["group"] if self.grouped else 1
+        weight = layer.weight("weight")
+        self.out_g = self.n // self.group
+        self.cin_g = weight.size // (self.n * self.kw * self.kh)
+        # stored (group, cin_g, out_g, kh, kw) -> per tap (group, out_g, cin_g)
+        w5 = weight.reshape(self.group, self.cin_g, self.out_g, self.kh * self.kw)
+        self.taps = np.ascontiguousarray(w5.transpose(3, 0, 2, 1))
+        self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
+        self.act, self.act_params = p["activation_type"], p["activation_params"]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``x (N, C, H, W) -> (N, num_output, OH, OW)``."""
+        p = self.p
+        n, _c, h, w = x.shape
+        ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
+        full_w = (w - 1) * self.sw + ext_w + p["output_pad_right"]
+        full_h = (h - 1) * self.sh + ext_h + p["output_pad_bottom"]
+        out = np.zeros((n, self.group, self.out_g, full_h, full_w), np.float32)
+        xg = x.reshape(n, self.group, self.cin_g, h * w)
+        for k in range(self.kh * self.kw):
+            i, j = divmod(k, self.kw)
+            contrib = np.matmul(self.taps[k], xg).reshape(n, self.group, self.out_g, h, w)
+            out[..., i * self.dh: i * self.dh + self.sh * (h - 1) + 1: self.sh,
+                j * self.dw: j * self.dw + self.sw * (w - 1) + 1: self.sw] += contrib
+        out = out.reshape(n, self.n, full_h, full_w)
+        if self.bias is not None:
+            out += self.bias
+        out = activate(out, self.act, self.act_params, f"layer {self.layer.name}")
+        return self._cut(out)
+
+    def _cut(self, out: np.ndarray) -> np.ndarray:
+        p = self.p
+        left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
+        fh, fw = out.shape[2:]
+        if left > 0 or right > 0 or top > 0 or bottom > 0:
+            return out[:, :, top: fh - bottom, left: fw - right]
+        ow, oh = p["output_w"], p["output_h"]
+        if ow > 0 and oh > 0:
+            wcut, hcut = fw - ow, fh - oh
+            pads = (left, right, top, bottom)
+            if -233 in pads:
+                t, lft = hcut // 2, wcut // 2
+            elif -234 in pads:
+                t, lft = hcut - hcut // 2, wcut - wcut // 2
+            else:
+                return out
+            return out[:, :, t: t + oh, lft: lft + ow]
+        return out
+
+
+@register_op("Deconvolution")
+class Deconvolution(_DeconvBase):
+    """2-D transposed convolution with output padding / output size and fused activation."""
+
+
+@register_op("DeconvolutionDepthWise")
+class DeconvolutionDepthWise(_DeconvBase):
+    """Grouped 2-D transposed convolution (``7=group``)."""
+
+    grouped = True
+
+
+@register_op("InnerProduct")
+class InnerProduct(Op):
+    """Fully connected layer; a 2-D input whose rows match the weight is processed row by row."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        n = self.p["num_output"]
+        self.weight_t = np.ascontiguousarray(layer.weight("weight").reshape(n, -1).T)
+        self.bias = layer.weight("bias") if self.p["bias_term"] else None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``(N, ...) -> (N, num_output)``, or ``(N, h, num_input) -> (N, h, num_output)``."""
+        num_input = self.weight_t.shape[0]
+        if x.ndim == 3 and x.shape[2] == num_input and x.shape[1] > 1:
+            out = np.matmul(x, self.weight_t)
+        else:
+            out = x.reshape(x.shape[0], -1) @ self.weight_t
+        if self.bias is not None:
+            out += self.bias
+        return activate(out, self.p["activation_type"], self.p["activation_params"], f"layer {self.layer.name}")

@@ -1,0 +1,88 @@
+"""Pooling (max / average; global, adaptive, and windowed with ncnn's pad modes)."""
+
+from __future__ import annotations
+
+import numpy as np
+from ncnnc.backends.numpy.conv_ops import pad_hw, windows
+from ncnnc.backends.numpy.registry import Op, register_op
+
+FLT_MAX = np.float32(3.4028234663852886e38)
+
+
+@register_op("Pooling")
+class Pooling(Op):
+    """ncnn Pooling: ``0=`` type (0 max, 1 avg), ``4=`` global, ``5=`` pad_mode (0 full, 1 valid,
+    2 SAME_UPPER, 3 SAME_LOWER), ``6=`` avgpool_count_include_pad, ``7=`` adaptive with ``8=/18=``."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``(N, C, H, W) -> (N, C, OH, OW)``, or ``(N, C)`` for global pooling."""
+        p = self.p
+        is_max = p["pooling_type"] == 0
+        if p["pooling_type"] not in (0, 1):
+            raise self.unsupported(f"pooling_type {p['pooling_type']}")
+        if p["global_pooling"]:
+            return x.max(axis=(2, 3)) if is_max else x.mean(axis=(2, 3), dtype=np.float32)
+        if p["adaptive_pooling"]:
+            return self._adaptive(x, is_max)
+        return self._windowed(x, is_max)
+
+    def _adaptive(self, x: np.ndarray, is_max: bool) -> np.ndarray:
+        n, c, h, w = x.shape
+        out_w = w if self.p["out_w"] == -233 else self.p["out_w"]
+        out_h = h if self.p["out_h"] == -233 else self.p["out_h"]
+        if (out_w, out_h) == (w, h):
+            return x
+        out = np.empty((n, c, out_h, out_w), np.float32)
+        for i in range(out_h):
+            y0, y1 = h * i // out_h, (h * (i + 1) + out_h - 1) // out_h
+            for j in range(out_w):
+                x0, x1 = w * j // out_w, (w * (j + 1) + out_w - 1) // out_w
+                region = x[:, :, y0:y1, x0:x1]
+                out[:, :, i, j] = region.max(axis=(2, 3)) if is_max else \
+                    region.sum(axis=(2, 3), dtype=np.float32) / np.float32((y1 - y0) * (x1 - x0))
+        return out
+
+    def _windowed(self, x: np.ndarray, is_max: bool) -> np.ndarray:
+        p = self.p
+        kw, kh, sw, sh = p["kernel_w"], p["kernel_h"], p["stride_w"], p["stride_h"]
+        left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
+        h, w = x.shape[2:]
+        mode = p["pad_mode"]
+        wtail = htail = 0
+        if mode == 0:
+            rw = (w + left + right - kw) % sw
+            rh = (h + top + bottom - kh) % sh
+            wtail, htail = (sw - rw if rw else 0), (sh - rh if rh else 0)
+            pads = (top, bottom + htail, left, right + wtail)
+        elif mode == 1:
+            pads = (top, bottom, left, right)
+        elif mode in (2, 3):
+            wpad = kw + (w - 1) // sw * sw - w
+            hpad = kh + (h - 1) // sh * sh - h
+            if wpad > 0 or hpad > 0:
+                if mode == 2:
+                    pads = (hpad // 2, hpad - hpad // 2, wpad // 2, wpad - wpad // 2)
+                else:
+                    pads = (hpad - hpad // 2, hpad // 2, wpad - wpad // 2, wpad // 2)
+            else:
+                pads = (0, 0, 0, 0)
+        else:
+            raise self.unsupported(f"pad_mode {mode}")
+        xb = pad_hw(x, *pads, value=-FLT_MAX if is_max else 0.0)
+        hb, wb = xb.shape[2:]
+        oh, ow = (hb - kh) // sh + 1, (wb - kw) // sw + 1
+        taps = windows(xb, kh, kw, 1, 1, sh, sw, oh, ow)
+        acc = taps[0].copy()
+        for t in taps[1:]:
+            if is_max:
+                np.maximum(acc, t, out=acc)
+            else:
+                acc += t
+        if is_max:
+            return acc
+        if p["avgpool_count_include_pad"]:
+            return acc / np.float32(kh * kw)
+        mask = np.zeros((hb, wb), np.float32)
+        mask[top: hb - bottom - htail, left: wb - right - wtail] = 1.0
+        area = sum(windows(mask, kh, kw, 1, 1, sh, sw, oh, ow))
+        return acc / area

@@ -1,0 +1,233 @@
+"""Layers that move data around: Concat, Split, Slice, Crop, Reshape, Flatten, Permute, Padding,
+ShuffleChannel, Dropout, Noop, MemoryData.  Axes are ncnn's (batch is not an ncnn axis)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ncnnc.backends.numpy.common import np_axis
+from ncnnc.backends.numpy.registry import Op, register_op
+from ncnnc.core.ir import Layer
+
+PERMUTE_3D = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 0, 2), 3: (1, 2, 0), 4: (2, 0, 1), 5: (2, 1, 0)}
+"""Permute ``order_type`` of a 3-D blob -> numpy axes of ``(c, h, w)`` (ncnn names orders by w,h,c)."""
+
+
+@register_op("Concat")
+class Concat(Op):
+    """Concatenate along ``0=axis``."""
+
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        return np.concatenate(xs, axis=np_axis(self.p["axis"], xs[0].ndim - 1))
+
+
+@register_op("Split")
+class Split(Op):
+    """The same blob under several names (no copy: ops never write to their inputs)."""
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return [x] * len(self.layer.outputs)
+
+
+@register_op("Slice")
+class Slice(Op):
+    """Split along ``1=axis`` into ``0=slices`` sizes (-233: an equal share of the rest) or at
+    ``2=indices``."""
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        axis = np_axis(self.p["axis"], x.ndim - 1)
+        total = x.shape[axis]
+        slices, indices = self.p["slices"], self.p["indices"]
+        count = len(self.layer.outputs)
+        bounds, q = [], 0
+        for i in range(count):
+            if indices:
+                if i == count - 1:
+                    size = total - q
+                else:
+                    idx = indices[i] + total if indices[i] < 0 else indices[i]
+                    size = idx - q
+            else:
+                size = slices[i]
+                if size == -233:
+                    size = (total - q) // (count - i)
+            bounds.append((q, q + size))
+            q += size
+        index: list = [slice(None)] * x.ndim
+        outs = []
+        for lo, hi in bounds:
+            index[axis] = slice(lo, hi)
+            outs.append(x[tuple(index)])
+        return outs
+
+
+@register_op("Crop")
+class Crop(Op):
+    """Crop by offsets and sizes, by numpy-style ``starts/ends/axes``, or to a reference blob's shape."""
+
+    def run(self, x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+        dims = x.ndim - 1
+        if dims > 3:
+            raise self.unsupported("on 4-D blobs")
+        shape = x.shape[1:]
+        offsets, sizes = self._roi(shape, ref)
+        index = (slice(None), *tuple(slice(o, o + s) for o, s in zip(offsets, sizes)))
+        return x[index]
+
+    def _roi(self, shape: tuple[int, ...], ref: np.ndarray | None) -> tuple[list[int], list[int]]:
+        """Offsets and sizes per numpy axis of one sample."""
+        p = self.p
+        dims = len(shape)
+        # ncnn parameter order is (w, h, c); numpy order of a sample is (c, h, w)[-dims:]
+        off_whc = [p["woffset"], p["hoffset"], p["coffset"]][:dims]
+        if ref is not None:
+            if p["woffset"] == -233:
+                vals = [int(v) for v in ref[0].ravel()]
+                off_whc, size_whc = vals[:dims], vals[3:3 + dims]
+            else:
+                rshape = ref.shape[1:]
+                size_whc = list(reversed(rshape))[:dims]
+                if dims == 3 and len(rshape) != 3:
+                    size_whc[2] = shape[0]
+            return off_whc[::-1], size_whc[::-1]
+        starts, ends, axes = p["starts"], p["ends"], p["axes"]
+        if starts and ends:
+            offsets, sizes = [0] * dims, list(shape)
+            for i, axis in enumerate(axes or range(dims)):
+                axis = axis + dims if axis < 0 else axis
+                n = shape[axis]
+                start, end = starts[i], ends[i]
+                start = 0 if start == -233 else start
+                end = n if end == -233 else end
+                offsets[axis] = start if start >= 0 else n + start
+                sizes[axis] = min(n, end if end > 0 else n + end) - offsets[axis]
+            return offsets, sizes
+        off2_whc = [p["woffset2"], p["hoffset2"], p["coffset2"]][:dims]
+        out_whc = [p["outw"], p["outh"], p["outc"]][:dims]
+        ext_whc = list(reversed(shape))
+        size_whc = []
+        for n, o1, o2, out in zip(ext_whc, off_whc, off2_whc, out_whc):
+            size = n - o1 - o2
+            size_whc.append(size if out == -233 else min(out, size))
+        return off_whc[::-1], size_whc[::-1]
+
+
+@register_op("Reshape")
+class Reshape(Op):
+    """Reshape to ``0=w 1=h 11=d 2=c`` (-233 drops the axis, 0 keeps the input's, -1 infers)."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        p = self.p
+        w, h, d, c = p["w"], p["h"], p["d"], p["c"]
+        if w == -233:
+            raise self.unsupported("without a target shape")
+        spec = [("w", w)] if h == -233 else [("w", w), ("h", h)] if c == -233 else \
+            [("w", w), ("h", h), ("c", c)] if d == -233 else [("w", w), ("h", h), ("d", d), ("c", c)]
+        sample = x.shape[1:]
+        named = dict(zip({1: "w", 2: "hw", 3: "chw", 4: "cdhw"}[len(sample)], sample))
+        total = int(np.prod(sample))
+        values = {k: (named.get(k, 1) if v == 0 else v) for k, v in spec}
+        known = int(np.prod([v for v in values.values() if v != -1]))
+        values = {k: (total // known if v == -1 else v) for k, v in values.items()}
+        out = [values[k] for k in "cdhw" if k in values]
+        return x.reshape((x.shape[0], *out))
+
+
+@register_op("Flatten")
+class Flatten(Op):
+    """Flatten each sample to 1-D."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], -1)
+
+
+@register_op("Permute")
+class Permute(Op):
+    """Reorder the axes of a 2-D (order 0/1) or 3-D (order 0-5) blob."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        order, dims = self.p["order_type"], x.ndim - 1
+        if order == 0 or dims == 1:
+            return x
+        if dims == 2:
+            return np.ascontiguousarray(x.transpose(0, 2, 1))
+        if dims == 3 and order in PERMUTE_3D:
+            return np.ascontiguousarray(x.transpose((0, *(a + 1 for a in PERMUTE_3D[order]))))
+        raise self.unsupported(f"order_type {order} on a {dims}-D blob")
+
+
+@register_op("Padding")
+class Padding(Op):
+    """Pad h/w (``0-3=`` top bottom left right) and channels (``7=front 8=behind``): constant (per
+    channel from weights when ``6=`` is set), replicate or reflect (``4=type`` 0/1/2)."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        self.per_channel = layer.weight("per_channel_pad") if self.p["per_channel_pad_data_size"] else None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        p = self.p
+        dims = x.ndim - 1
+        top, bottom, left, right = p["top"], p["bottom"], p["left"], p["right"]
+        front, behind = p["front"], p["behind"]
+        widths = {1: [(left, right)], 2: [(top, bottom), (left, right)],
+                  3: [(front, behind), (top, bottom), (left, right)]}.get(dims)
+        if widths is None:
+            raise self.unsupported("on 4-D blobs")
+        widths = [(0, 0), *widths]
+        ptype = p["type"]
+        if ptype == 1:
+            return np.pad(x, widths, mode="edge")
+        if ptype == 2:
+            return np.pad(x, widths, mode="reflect")
+        if ptype != 0:
+            raise self.unsupported(f"type {ptype}")
+        out = np.pad(x, widths, constant_values=np.float32(p["value"]))
+        if self.per_channel is not None and dims == 3:
+            inner = out[:, front: front + x.shape[1], top: top + x.shape[2], left: left + x.shape[3]].copy()
+            out[...] = self.per_channel.reshape(1, -1, 1, 1)[:, : out.shape[1]]
+            out[:, front: front + x.shape[1], top: top + x.shape[2], left: left + x.shape[3]] = inner
+        return out
+
+
+@register_op("ShuffleChannel")
+class ShuffleChannel(Op):
+    """Channel shuffle with ``0=group`` (``1=reverse`` undoes it)."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n, c = x.shape[:2]
+        group = self.p["group"]
+        if self.p["reverse"]:
+            group = c // group
+        y = x.reshape((n, group, c // group, *x.shape[2:])).swapaxes(1, 2)
+        return np.ascontiguousarray(y).reshape(x.shape)
+
+
+@register_op("Dropout")
+class Dropout(Op):
+    """Inference-time dropout: identity, or multiplication by ``0=scale``."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        scale = self.p["scale"]
+        return x if scale == 1 else x * np.float32(scale)
+
+
+@register_op("Noop")
+class Noop(Op):
+    """Passes its inputs through unchanged."""
+
+    def run(self, *xs: np.ndarray) -> Sequence[np.ndarray]:
+        return list(xs)
+
+
+@register_op("MemoryData")
+class MemoryData(Op):
+    """A constant blob stored in the model."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        self.data = layer.weight("data")[None]
+
+    def run(self) -> np.ndarray:
+        return self.data
