@@ -22,6 +22,7 @@ KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_typ
 BUILTIN_PLUGINS = (
     "ncnnc.frontends.ncnn",
     "ncnnc.backends.ncnn_writer",
+    "ncnnc.backends.numpy",
 )
 """Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
 
