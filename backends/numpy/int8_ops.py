@@ -13,7 +13,6 @@ int8 to its consumers.  Dequantize and Requantize read int32 inputs, as in ncnn.
 from __future__ import annotations
 
 import numpy as np
-
 from ncnnc.backends.numpy.common import activate, per_channel
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
@@ -63,7 +62,7 @@ class _Int8Conv(_ConvBase):
     def run(self, x: np.ndarray) -> np.ndarray:
         """``x (N, C, H, W)`` float or int8 -> float output, or int8 when requantizing."""
         xq = to_int8(x, self.input_scale).astype(np.float64)
-        n, c, h, w = xq.shape
+        h, w = xq.shape[2:]
         ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
         top, bottom, left, right = _pad_amounts(self.p, w, h, ext_w, ext_h, self.sw, self.sh)
         xq = pad_hw(xq, top, bottom, left, right)
