@@ -21,6 +21,7 @@ KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_typ
 
 BUILTIN_PLUGINS = (
     "ncnnc.frontends.ncnn",
+    "ncnnc.frontends.caffe",
     "ncnnc.backends.ncnn_writer",
     "ncnnc.backends.numpy",
 )
