@@ -15,6 +15,7 @@ from ncnnc.core.errors import NcnncError
 COMMANDS = (
     "convert",
     "inspect",
+    "optimize",
     "plugins",
     "quantize",
 )

@@ -24,6 +24,12 @@ BUILTIN_PLUGINS = (
     "ncnnc.frontends.caffe",
     "ncnnc.backends.ncnn_writer",
     "ncnnc.backends.numpy",
+    "ncnnc.plugins.passes.fold_batchnorm",
+    "ncnnc.plugins.passes.fold_binaryop",
+    "ncnnc.plugins.passes.replace",
+    "ncnnc.plugins.passes.fuse_activation",
+    "ncnnc.plugins.passes.eliminate",
+    "ncnnc.plugins.passes.canonical",
 )
 """Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
 
