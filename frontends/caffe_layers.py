@@ -404,8 +404,8 @@ def _crop(cl: CaffeLayer) -> list[Layer]:
         raise ModelFormatError("Crop needs two inputs (the blob and the reference)", where=f"layer {cl.name}")
     offsets = list(cp.offset)
     axis = cp.axis if cp.axis >= 0 else cp.axis + 4
-    if axis not in (1, 2, 3):
-        raise cl.unsupported(f"axis {cp.axis}")
+    if axis not in (1, 2):
+        raise cl.unsupported(f"axis {cp.axis} (only 1 and 2)")
     if len(offsets) == 1:
         offsets = offsets * (4 - axis)
     elif offsets and len(offsets) != 4 - axis:
@@ -413,7 +413,16 @@ def _crop(cl: CaffeLayer) -> list[Layer]:
     params: dict[int, ParamValue] = {}
     for pid, off in zip((0, 1, 2), reversed(offsets)):  # w, h, c
         params[pid] = off
-    return [ncnn_layer(cl, "Crop", params)]
+    if axis == 1:
+        return [ncnn_layer(cl, "Crop", params)]
+    # ncnn takes the reference's channels when it has them, Caffe keeps them for axis 2: hand ncnn
+    # a 2-d (h, w) reference, the first channel of the real one.
+    ref = cl.bottoms[1]
+    cut, flat = cl.fresh(f"{ref}_{cl.name}_cut"), cl.fresh(f"{ref}_{cl.name}_ref")
+    return [ncnn_layer(cl, "Crop", {3: -233, 4: -233, 5: 1}, name=cl.fresh(f"{cl.name}_refcut"), inputs=[ref],
+                       outputs=[cut]),
+            ncnn_layer(cl, "Reshape", {0: 0, 1: 0}, name=cl.fresh(f"{cl.name}_ref"), inputs=[cut], outputs=[flat]),
+            ncnn_layer(cl, "Crop", params, inputs=[cl.bottoms[0], flat])]
 
 
 @converter("LRN")
