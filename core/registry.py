@@ -22,6 +22,7 @@ KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_typ
 BUILTIN_PLUGINS = (
     "ncnnc.frontends.ncnn",
     "ncnnc.frontends.caffe",
+    "ncnnc.frontends.onnx",
     "ncnnc.backends.ncnn_writer",
     "ncnnc.backends.numpy",
     "ncnnc.plugins.passes.fold_batchnorm",

@@ -1,0 +1,53 @@
+"""The ONNX frontend: an ``.onnx`` model (opsets 9 to 21) -> a graph of ncnn layers.
+
+Steps: read the file (:mod:`~ncnnc.frontends.onnx_model`: external data only from the model's
+folder), fix the input shapes (batch 1, ``shape=`` for dynamic ones), infer static shapes and fold
+constant and shape subgraphs away (:mod:`~ncnnc.frontends.onnx_fold`), then map each remaining node
+(:mod:`~ncnnc.frontends.onnx_ops_nn`, :mod:`~ncnnc.frontends.onnx_ops_tensor`) through the
+conversion context (:mod:`~ncnnc.frontends.onnx_convert`).  Graph inputs and outputs keep their
+ONNX names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ncnnc.core.frontend import Frontend
+from ncnnc.core.hookspecs import hookimpl
+from ncnnc.core.ir import Graph
+from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
+from ncnnc.frontends.onnx_convert import MAPPERS, Converter
+from ncnnc.frontends.onnx_fold import fold
+from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
+
+
+def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
+    """Convert an ONNX model file; ``shape`` (ncnn ``w,h,c``, e.g. ``"[227,227,3]"``) fixes a dynamic input."""
+    path_s = str(path)
+    model = read_model(path)
+    input_shapes = fix_input_shapes(model, path_s, shape)
+    folded = fold(model, input_shapes, model_opset(model, path_s), path_s)
+    graph = Converter(folded, path_s).convert()
+    graph.name = Path(path).stem
+    return graph
+
+
+def supported_operators() -> list[str]:
+    """The ONNX operator types this frontend maps (after constant folding)."""
+    return sorted(MAPPERS)
+
+
+def _claims(paths: Sequence[str]) -> bool:
+    return len(paths) == 1 and str(paths[0]).lower().endswith(".onnx")
+
+
+def _load(paths: Sequence[str], shape: str | Sequence[int] | None = None, **_options) -> Graph:
+    return load(paths[0], shape=shape)
+
+
+@hookimpl
+def ncnnc_frontends() -> list[Frontend]:
+    """The ONNX frontend."""
+    return [Frontend("onnx", "ONNX model (opsets 9-21), shape subgraphs folded, NCHW batch 1",
+                     _claims, _load, usage="MODEL.onnx [--shape w,h,c]")]

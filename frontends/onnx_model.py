@@ -1,0 +1,151 @@
+"""Reading an ``.onnx`` file safely: parse, check opset, load external data, fix the input shapes.
+
+External tensor data is read only from files inside the model's own folder: a ``location`` that is
+absolute, climbs out with ``..`` or resolves (through links) outside the folder is refused, so a
+model cannot make ncnnc read arbitrary files.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from ncnnc.core.errors import ModelFormatError, UnsupportedError
+from onnx import external_data_helper
+
+MIN_OPSET = 9
+MAX_OPSET = 21
+
+
+def read_model(path: str | Path) -> onnx.ModelProto:
+    """Parse an ONNX file, check it is a model with a supported opset, and load its external data."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ModelFormatError(f"cannot read: {e.strerror}", str(path)) from None
+    try:
+        model = onnx.load_model_from_string(raw)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelFormatError(f"not an ONNX model (protobuf parse failed: {e})", str(path)) from None
+    if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
+        raise ModelFormatError("not an ONNX model (no IR version, nodes or outputs)", str(path))
+    opset = model_opset(model, str(path))
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UnsupportedError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET} to {MAX_OPSET})",
+                               str(path))
+    _load_external_data(model, path)
+    return model
+
+
+def model_opset(model: onnx.ModelProto, path: str) -> int:
+    """The version of the default (``ai.onnx``) operator set the model imports."""
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise ModelFormatError("the model imports no version of the default ONNX operator set", path)
+
+
+def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                tensors.append(attr.t)
+            tensors.extend(attr.tensors)
+    return [t for t in tensors if external_data_helper.uses_external_data(t)]
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    folder = path.resolve().parent
+    for tensor in _external_tensors(model):
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        where = f"tensor {tensor.name}"
+        if not location:
+            raise ModelFormatError("external data without a location", str(path), where)
+        parts = Path(location).parts
+        if os.path.isabs(location) or Path(location).is_absolute() or ".." in parts or "\\" in location:
+            raise ModelFormatError(f"external data location {location!r} leaves the model's folder "
+                                   "(only files next to the model are read)", str(path), where)
+        target = (folder / location).resolve()
+        if folder not in target.parents:
+            raise ModelFormatError(f"external data location {location!r} resolves outside the model's folder",
+                                   str(path), where)
+        if not target.is_file():
+            raise ModelFormatError(f"external data file {location!r} is missing", str(path), where)
+        try:
+            external_data_helper.load_external_data_for_tensor(tensor, str(folder))
+        except (OSError, ValueError) as e:
+            raise ModelFormatError(f"cannot read external data {location!r}: {e}", str(path), where) from None
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+def parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
+    """A ``shape=`` option (``"[227,227,3]"`` or a sequence, ncnn's ``w,h,c`` order) as an NCHW shape.
+
+    ``[w]`` gives ``(1, w)``, ``[w, h]`` gives ``(1, h, w)``, ``[w, h, c]`` gives ``(1, c, h, w)``.
+    """
+    values = shape
+    if isinstance(shape, str):
+        text = shape.strip()
+        if not text.startswith(("[", "(")):
+            text = f"[{text}]"
+        try:
+            values = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ModelFormatError(f"shape {shape!r} is not a list of integers like [227,227,3]") from None
+    if isinstance(values, int):
+        values = [values]
+    dims = list(values)  # type: ignore[arg-type]
+    if not 1 <= len(dims) <= 4 or not all(isinstance(d, int) and d > 0 for d in dims):
+        raise ModelFormatError(f"shape {shape!r} must be 1 to 4 positive integers in w,h,c order")
+    return (1, *reversed(dims))
+
+
+def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[int] | None) -> dict[str, tuple]:
+    """Make every graph input's shape static (batch 1), using ``shape`` for the unknown dims.
+
+    Returns ``{input name: NCHW shape}``; the model's input types are rewritten to match.
+    """
+    init_names = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in init_names]
+    given = parse_shape(shape) if shape is not None else None
+    result: dict[str, tuple] = {}
+    for vi in inputs:
+        where = f"input {vi.name}"
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            if given is None:
+                raise ModelFormatError("the input has no shape; give one with shape=[w,h,c]", path, where)
+            dims: list[int | None] = [None] * len(given)
+        else:
+            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                    for d in vi.type.tensor_type.shape.dim]
+        if dims and dims[0] is None:
+            dims[0] = 1
+        if given is not None and len(inputs) == 1:
+            if len(given) != len(dims):
+                raise ModelFormatError(f"shape= gives {len(given) - 1} dims but the input has rank {len(dims)} "
+                                       f"(NCHW with batch)", path, where)
+            for known, want in zip(dims, given):
+                if known is not None and known != want:
+                    raise ModelFormatError(f"shape= {list(reversed(given[1:]))} (w,h,c) contradicts the "
+                                           f"model's fixed input shape {dims}", path, where)
+            dims = list(given)
+        if any(d is None for d in dims):
+            shown = ["?" if d is None else d for d in dims]
+            raise ModelFormatError(f"the input shape {shown} is dynamic; give a fixed one with shape=[w,h,c]",
+                                   path, where)
+        if dims and dims[0] != 1:
+            raise UnsupportedError(f"batch size {dims[0]} is not supported (ncnn models take batch 1)", path, where)
+        tensor_type = vi.type.tensor_type
+        tensor_type.ClearField("shape")
+        for d in dims:
+            tensor_type.shape.dim.add().dim_value = int(d)  # type: ignore[arg-type]
+        result[vi.name] = tuple(int(d) for d in dims)  # type: ignore[arg-type]
+    return result
