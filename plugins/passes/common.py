@@ -25,12 +25,15 @@ def no_activation(layer: Layer) -> bool:
     return layer.p("activation_type") == 0
 
 
+def param(layer: Layer, name: str) -> int | float | list:
+    """A param by name, 0 when the layer type has no such param."""
+    schema = layer.params.schema
+    return layer.p(name) if schema is not None and name in schema.by_name else 0
+
+
 def float_weights(layer: Layer) -> bool:
     """Static float weights that can be rescaled: not int8, not dynamic."""
-    if layer.p("int8_scale_term") or "weight" not in layer.weights:
-        return False
-    schema = layer.params.schema
-    if schema is not None and "dynamic_weight" in schema.by_name and layer.p("dynamic_weight"):
+    if param(layer, "int8_scale_term") or param(layer, "dynamic_weight") or "weight" not in layer.weights:
         return False
     return all(w.storage != "int8" for w in layer.weights.values())
 

@@ -10,12 +10,10 @@ The surviving blob keeps the removed layer's output name, as in ncnnoptimize.
 from __future__ import annotations
 
 import numpy as np
-
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph, Layer
-from ncnnc.core.passes import LEVEL_EXACT, LEVEL_FOLD, Pass
-from ncnnc.core.patterns import (Match, Op, Pattern, PatternPass, can_eliminate, chain, eliminate, fuse_into,
-                                 set_weight)
+from ncnnc.core.passes import LEVEL_FOLD, Pass
+from ncnnc.core.patterns import Match, Op, Pattern, PatternPass, can_eliminate, chain, eliminate, fuse_into, set_weight
 from ncnnc.plugins.passes.common import float_weights, no_activation, shape, single_output
 
 
