@@ -176,7 +176,7 @@ def _deconvolution(cl: CaffeLayer) -> list[Layer]:
     in_g = weight.size // (kh * kw * max(out_g, 1) * max(group, 1))
     if group * in_g * out_g * kh * kw != weight.size:
         raise ModelFormatError(f"weight blob of {weight.size} values does not fit num_output "
-                               f"{cp.num_output}, group {group}, kernel {kh}x{kw}", where=f"layer {cl.name}")
+                               f"{cp.num_output}, group {group}, kernel {kh}x{kw}", cl.model_path, f"layer {cl.name}")
     reordered = weight.reshape(group, in_g, out_g, kh * kw).transpose(0, 2, 1, 3)
     weights = {"weight": reordered}
     if cp.bias_term:
@@ -196,7 +196,7 @@ def _inner_product(cl: CaffeLayer) -> list[Layer]:
     n = ip.num_output
     if n <= 0 or weight.size % n:
         raise ModelFormatError(f"weight blob of {weight.size} values does not fit num_output {n}",
-                               where=f"layer {cl.name}")
+                               cl.model_path, f"layer {cl.name}")
     if ip.transpose:
         weight = weight.reshape(weight.size // n, n).T
     weights = {"weight": weight}
