@@ -160,11 +160,14 @@ class Scale(Op):
 
 @register_op("Bias")
 class Bias(Op):
-    """Per-channel bias."""
+    """Per-channel bias.  ncnn indexes it by the channel of a 3-D blob only, so 1-D and 2-D blobs
+    (one channel) get ``bias[0]`` everywhere."""
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
         self.bias = layer.weight("bias")
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 4:
+            return x + self.bias[0]
         return x + per_channel(self.bias, x)

@@ -12,24 +12,36 @@ from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 
 
+def half(v: int) -> int:
+    """``v / 2`` rounded toward zero, as C's integer division (SAME padding can be negative)."""
+    return -(-v // 2) if v < 0 else v // 2
+
+
 def _pad_amounts(p, w: int, h: int, ext_w: int, ext_h: int, stride_w: int, stride_h: int) -> tuple[int, ...]:
     """``(top, bottom, left, right)`` padding of a convolution input, SAME modes -233/-234 resolved."""
     left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
     if left > 0 or right > 0 or top > 0 or bottom > 0:
         return max(top, 0), max(bottom, 0), max(left, 0), max(right, 0)
     if (left, right, top, bottom) in ((-233,) * 4, (-234,) * 4):
-        wpad = max(ext_w + (w - 1) // stride_w * stride_w - w, 0)
-        hpad = max(ext_h + (h - 1) // stride_h * stride_h - h, 0)
+        wpad = ext_w + (w - 1) // stride_w * stride_w - w
+        hpad = ext_h + (h - 1) // stride_h * stride_h - h
+        if wpad <= 0 and hpad <= 0:
+            return 0, 0, 0, 0
         if left == -233:
-            return hpad // 2, hpad - hpad // 2, wpad // 2, wpad - wpad // 2
-        return hpad - hpad // 2, hpad // 2, wpad - wpad // 2, wpad // 2
+            return half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad)
+        return hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad)
     return 0, 0, 0, 0
 
 
 def pad_hw(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: float = 0.0) -> np.ndarray:
-    """Constant-pad the last two axes of ``x``."""
+    """Constant-pad the last two axes of ``x``; a negative amount removes rows/columns instead
+    (what ncnn's border copy does when a SAME padding comes out negative along one axis)."""
     if not (top or bottom or left or right):
         return x
+    if min(top, bottom, left, right) < 0:
+        h, w = x.shape[-2:]
+        x = x[..., max(-top, 0): h - max(-bottom, 0), max(-left, 0): w - max(-right, 0)]
+        top, bottom, left, right = (max(v, 0) for v in (top, bottom, left, right))
     widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
     return np.pad(x, widths, constant_values=np.float32(value))
 
@@ -129,9 +141,9 @@ class _DeconvBase(Op):
         weight = layer.weight("weight")
         self.out_g = self.n // self.group
         self.cin_g = weight.size // (self.n * self.kw * self.kh)
-        # stored (group, cin_g, out_g, kh, kw) -> per tap (group, out_g, cin_g)
-        w5 = weight.reshape(self.group, self.cin_g, self.out_g, self.kh * self.kw)
-        self.taps = np.ascontiguousarray(w5.transpose(3, 0, 2, 1))
+        # stored output-major (group, out_g, cin_g, kh, kw) -> per tap (group, out_g, cin_g)
+        w4 = weight.reshape(self.group, self.out_g, self.cin_g, self.kh * self.kw)
+        self.taps = np.ascontiguousarray(w4.transpose(3, 0, 1, 2))
         self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
         self.act, self.act_params = p["activation_type"], p["activation_params"]
 

@@ -14,9 +14,16 @@ def _source_coord(dx: int, scale: float, align_corner: bool) -> float:
     return float(f32(dx * scale)) if align_corner else float(f32((dx + 0.5) * scale - 0.5))
 
 
-def linear_coeffs(w: int, outw: int, align_corner: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Left source index and the two weights of each output position (ncnn's ``linear_coeffs``)."""
-    scale = (w - 1) / (outw - 1) if align_corner and outw > 1 else w / outw
+def _coord_scale(w: int, outw: int, align_corner: bool, scale: float) -> float:
+    if align_corner:
+        return (w - 1) / (outw - 1) if outw > 1 else 0.0
+    return scale
+
+
+def linear_coeffs(w: int, outw: int, align_corner: bool, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Left source index and the two weights of each output position (ncnn's ``linear_coeffs``);
+    ``scale`` is input/output: ``w / outw`` for a target size, ``1 / scale`` for a scale factor."""
+    scale = _coord_scale(w, outw, align_corner, scale)
     idx = np.empty(outw, np.int64)
     alpha = np.empty((outw, 2), f32)
     for dx in range(outw):
@@ -41,9 +48,9 @@ def _cubic_weights(fx: float) -> list:
     return [c0, c1, c2, f32(1) - c0 - c1 - c2]
 
 
-def cubic_coeffs(w: int, outw: int, align_corner: bool) -> tuple[np.ndarray, np.ndarray]:
+def cubic_coeffs(w: int, outw: int, align_corner: bool, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Second source index and the four weights of each output position (ncnn's ``cubic_coeffs``)."""
-    scale = (w - 1) / (outw - 1) if align_corner and outw > 1 else w / outw
+    scale = _coord_scale(w, outw, align_corner, scale)
     idx = np.empty(outw, np.int64)
     alpha = np.empty((outw, 4), f32)
     for dx in range(outw):
@@ -64,18 +71,18 @@ def cubic_coeffs(w: int, outw: int, align_corner: bool) -> tuple[np.ndarray, np.
 
 
 def _resize_axis(x: np.ndarray, axis: int, n_out: int, mode: int, align_corner: bool,
-                 nearest_scale: float) -> np.ndarray:
+                 scale: float) -> np.ndarray:
     n_in = x.shape[axis]
     if mode == 1:
-        src = np.minimum((np.arange(n_out) * f32(nearest_scale)).astype(np.int64), n_in - 1)
+        src = np.minimum((np.arange(n_out) * f32(scale)).astype(np.int64), n_in - 1)
         return np.take(x, src, axis=axis)
     if mode == 2:
-        idx, alpha = linear_coeffs(n_in, n_out, align_corner)
+        idx, alpha = linear_coeffs(n_in, n_out, align_corner, scale)
         shape = [1] * x.ndim
         shape[axis] = n_out
         return (np.take(x, idx, axis=axis) * alpha[:, 0].reshape(shape)
                 + np.take(x, idx + 1, axis=axis) * alpha[:, 1].reshape(shape))
-    idx, alpha = cubic_coeffs(n_in, n_out, align_corner)
+    idx, alpha = cubic_coeffs(n_in, n_out, align_corner, scale)
     shape = [1] * x.ndim
     shape[axis] = n_out
     out = np.take(x, idx - 1, axis=axis) * alpha[:, 0].reshape(shape)

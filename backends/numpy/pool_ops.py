@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from ncnnc.backends.numpy.conv_ops import pad_hw, windows
+from ncnnc.backends.numpy.conv_ops import half, pad_hw, windows
 from ncnnc.backends.numpy.registry import Op, register_op
 
 FLT_MAX = np.float32(3.4028234663852886e38)
@@ -61,9 +61,9 @@ class Pooling(Op):
             hpad = kh + (h - 1) // sh * sh - h
             if wpad > 0 or hpad > 0:
                 if mode == 2:
-                    pads = (hpad // 2, hpad - hpad // 2, wpad // 2, wpad - wpad // 2)
+                    pads = (half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad))
                 else:
-                    pads = (hpad - hpad // 2, hpad // 2, wpad - wpad // 2, wpad // 2)
+                    pads = (hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad))
             else:
                 pads = (0, 0, 0, 0)
         else:
@@ -71,6 +71,14 @@ class Pooling(Op):
         xb = pad_hw(x, *pads, value=-FLT_MAX if is_max else 0.0)
         hb, wb = xb.shape[2:]
         oh, ow = (hb - kh) // sh + 1, (wb - kw) // sw + 1
+        area = None
+        if not is_max and not p["avgpool_count_include_pad"]:
+            # ncnn sums and counts only the positions inside [pad_top, h - pad_bottom - tail) x [...],
+            # with the pad_* params (not the SAME amounts) and the tail of full padding
+            mask = np.zeros((hb, wb), np.float32)
+            mask[top: hb - bottom - htail, left: wb - right - wtail] = 1.0
+            xb = xb * mask
+            area = sum(windows(mask, kh, kw, 1, 1, sh, sw, oh, ow))
         taps = windows(xb, kh, kw, 1, 1, sh, sw, oh, ow)
         acc = taps[0].copy()
         for t in taps[1:]:
@@ -80,9 +88,5 @@ class Pooling(Op):
                 acc += t
         if is_max:
             return acc
-        if p["avgpool_count_include_pad"]:
-            return acc / np.float32(kh * kw)
-        mask = np.zeros((hb, wb), np.float32)
-        mask[top: hb - bottom - htail, left: wb - right - wtail] = 1.0
-        area = sum(windows(mask, kh, kw, 1, 1, sh, sw, oh, ow))
-        return acc / area
+        with np.errstate(invalid="ignore", divide="ignore"):  # a window of padding only: 0/0 as in ncnn
+            return acc / (np.float32(kh * kw) if area is None else area)
