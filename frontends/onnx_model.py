@@ -116,6 +116,9 @@ def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[in
     init_names = {t.name for t in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in init_names]
     given = parse_shape(shape) if shape is not None else None
+    if given is not None and len(inputs) != 1:
+        raise ModelFormatError(f"shape= fixes the input of a one-input model; this one has {len(inputs)} inputs",
+                               path)
     result: dict[str, tuple] = {}
     for vi in inputs:
         where = f"input {vi.name}"
@@ -128,7 +131,7 @@ def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[in
                     for d in vi.type.tensor_type.shape.dim]
         if dims and dims[0] is None:
             dims[0] = 1
-        if given is not None and len(inputs) == 1:
+        if given is not None:
             if len(given) != len(dims):
                 raise ModelFormatError(f"shape= gives {len(given) - 1} dims but the input has rank {len(dims)} "
                                        f"(NCHW with batch)", path, where)

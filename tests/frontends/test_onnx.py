@@ -265,3 +265,14 @@ def test_external_data_through_a_link_out_of_the_folder(tmp_path, capsys):
     (folder / "ext.weights").symlink_to(tmp_path / "outside.weights")
     rc, _ = _convert(tmp_path, folder / "ext.onnx")
     assert rc == 2 and "outside the model's folder" in _one_error_line(capsys)
+
+
+def test_shape_option_needs_a_single_input(tmp_path, capsys):
+    nodes = [helper.make_node("Add", ["a", "b"], ["y"])]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, "H", "W"]) for n in "ab"]
+    graph = helper.make_graph(nodes, "two", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    rc, written = _convert(tmp_path, tmp_path / "two.onnx", "--shape", "4,4,3")
+    assert rc == 2 and written == [] and "one-input model" in _one_error_line(capsys)

@@ -156,6 +156,12 @@ def test_identity(tmp_path):
     assert types(graph) == ["Input", "ReLU"]
 
 
+def test_identity_as_graph_output(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["t"]), helper.make_node("Identity", ["t"], ["y"])]
+    graph = check(make_model(nodes, {"x": [1, 2, 3, 4]}, outputs=("y", "t")), tmp_path)
+    assert types(graph) == ["Input", "ReLU", "Noop"]
+
+
 # -- arithmetic ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
 @pytest.mark.parametrize("a_shape,b_shape,b_const", [
@@ -399,3 +405,23 @@ def test_squeeze_unsqueeze(tmp_path, opset):
                  helper.make_node("Unsqueeze", ["t", "b"], ["y"])]
         inits = {"a": np.array([2], np.int64), "b": np.array([3], np.int64)}
     check(make_model(nodes, {"x": [1, 3, 1, 8]}, inits, opset=opset), tmp_path)
+
+
+@pytest.mark.parametrize("opset", range(9, 22))
+def test_small_cnn_at_every_opset(tmp_path, opset):
+    c = 6
+    inits = {"w": rand(c, 3, 3, 3), "b": rand(c), "s": RNG.uniform(0.5, 1.5, c).astype(np.float32), "bi": rand(c),
+             "m": rand(c), "v": RNG.uniform(0.5, 2, c).astype(np.float32), "fw": rand(5, c), "fb": rand(5)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bi", "m", "v"], ["n"]),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["l"], transB=1),
+        helper.make_node("Softmax", ["l"], ["y"], axis=1),
+    ]
+    graph = check(make_model(nodes, {"x": [1, 3, 8, 8]}, inits, opset=opset), tmp_path)
+    assert types(graph) == ["Input", "Convolution", "BatchNorm", "ReLU", "Pooling", "Pooling", "InnerProduct",
+                            "Softmax"]
