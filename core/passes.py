@@ -224,8 +224,8 @@ class PassManager:
 
         try:
             infer_shapes(graph)
-        except NcnncError as e:
+        except Exception as e:  # a shape rule's failure must not stop the optimizer: shapes are optional
             graph.shapes = {}
-            note = f"shape inference failed ({e}): shape-dependent rewrites skipped"
+            note = f"shape inference failed ({type(e).__name__}: {e}): shape-dependent rewrites skipped"
             if note not in report.notes:
                 report.notes.append(note)
