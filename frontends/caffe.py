@@ -100,7 +100,7 @@ def read_caffemodel(path: str | Path) -> Any:
     return net
 
 
-def blob_array(blob: Any, where: str) -> np.ndarray:
+def blob_array(blob: Any, path: str, where: str) -> np.ndarray:
     """A ``BlobProto``'s values as float32 in its Caffe shape (``shape`` or num/channels/height/width)."""
     data = np.asarray(blob.data, dtype=np.float32) if len(blob.data) else \
         np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
@@ -110,7 +110,7 @@ def blob_array(blob: Any, where: str) -> np.ndarray:
         shape = (blob.num, blob.channels, blob.height, blob.width)
         shape = (data.size,) if not any(shape) else shape
     if int(np.prod(shape)) != data.size:
-        raise ModelFormatError(f"blob shape {list(shape)} does not match its {data.size} values", where=where)
+        raise ModelFormatError(f"blob shape {list(shape)} does not match its {data.size} values", path, where)
     return data.reshape(shape)
 
 
@@ -161,7 +161,7 @@ def _legacy_inputs(net: Any) -> list[Layer]:
     return layers
 
 
-def _weight_blobs(model: Any | None, path: str) -> dict[str, list[Any]]:
+def _weight_blobs(model: Any | None) -> dict[str, list[Any]]:
     """Caffemodel blobs by layer name (the first layer of a name wins, as in caffe2ncnn)."""
     blobs: dict[str, list[Any]] = {}
     if model is not None:
@@ -192,12 +192,14 @@ def convert_net(net: Any, model: Any | None = None, shape: Sequence[int] | None 
     layers: list[Layer] = _legacy_inputs(net)
     if not entries and not layers:
         raise ModelFormatError("the prototxt defines no layers", prototxt)
-    weights = _weight_blobs(model, caffemodel)
+    weights = _weight_blobs(model)
 
     # 1. SSA names: a top that names an existing blob (in-place) becomes TOP_LAYERNAME.
     current = {b: b for layer in layers for b in layer.outputs}
     wired: list[tuple[Any, str, list[str], list[str]]] = []
-    for msg, ltype in entries:
+    for index, (msg, ltype) in enumerate(entries):
+        if not msg.name:
+            msg.name = f"{ltype.lower()}_{index}"
         bottoms = []
         for b in msg.bottom:
             if b not in current:
@@ -207,6 +209,9 @@ def convert_net(net: Any, model: Any | None = None, shape: Sequence[int] | None 
         tops = []
         for t in msg.top:
             new = f"{t}_{msg.name}" if t in current else t
+            if new in current.values():
+                raise ModelFormatError(f"top blob {t!r} cannot be renamed to {new!r}: the name is taken",
+                                       prototxt, f"layer {msg.name}")
             current[t] = new
             tops.append(new)
         wired.append((msg, ltype, bottoms, tops))
@@ -240,7 +245,7 @@ def convert_net(net: Any, model: Any | None = None, shape: Sequence[int] | None 
                 b = f"{b}_splitncnn_{remaining[b]}"
             inputs.append(b)
         where = f"layer {msg.name}"
-        blobs = [blob_array(bp, where) for bp in weights.get(msg.name, [])]
+        blobs = [blob_array(bp, caffemodel, where) for bp in weights.get(msg.name, [])]
         cl = CaffeLayer(msg.name, ltype, inputs, tops, msg, blobs, names.fresh, caffemodel)
         convert = CONVERTERS.get(ltype)
         if convert is None:
