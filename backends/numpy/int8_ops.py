@@ -3,8 +3,8 @@ Dequantize and Requantize layers, computed the way ncnn's int8 kernels compute t
 
 An int8 layer quantizes a float input with its input scale (``float2int8(x * scale)``: round
 half away from zero, saturate to +-127); an input that is already int8 (the output of a
-requantizing layer) is used as it is.  Products are summed exactly (int32 in ncnn; float64 here,
-exact for these sizes), then dequantized per output channel with
+requantizing layer) is used as it is.  Products are summed exactly (int32 in ncnn; here float32 where
+that is exact for the layer's sum length, else float64), then dequantized per output channel with
 ``scale_in = 1 / (input_scale * weight_scale)`` in float32, bias added, the fused activation
 applied; a layer with ``int8_scale_term > 100`` then requantizes with its output scale and hands
 int8 to its consumers.  Dequantize and Requantize read int32 inputs, as in ncnn.
@@ -37,6 +37,11 @@ def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None) -
     return out.astype(np.float32)
 
 
+def accumulator_dtype(terms: int) -> type:
+    """float32 when a sum of ``terms`` int8 x int8 products is always exact in it (below 2**24), else float64."""
+    return np.float32 if terms * 127 * 127 < 2**24 else np.float64
+
+
 def to_int8(x: np.ndarray, scale: float) -> np.ndarray:
     """A layer's int8 input: ``x`` itself when it is int8 already, else ``float2int8(x * scale)``."""
     if x.dtype == np.int8:
@@ -49,7 +54,8 @@ class _Int8Conv(_ConvBase):
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
-        self.wmat = self.wmat.astype(np.float64)
+        self.acc_dtype = accumulator_dtype(self.wmat.shape[-1])
+        self.wmat = self.wmat.astype(self.acc_dtype)
         self.term = int(self.p["int8_scale_term"])
         self.input_scale = float(layer.weight("bottom_int8_scales").ravel()[0])
         ws = layer.weight("weight_int8_scales").ravel()
@@ -61,7 +67,7 @@ class _Int8Conv(_ConvBase):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``x (N, C, H, W)`` float or int8 -> float output, or int8 when requantizing."""
-        xq = to_int8(x, self.input_scale).astype(np.float64)
+        xq = to_int8(x, self.input_scale).astype(self.acc_dtype)
         h, w = xq.shape[2:]
         ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
         top, bottom, left, right = _pad_amounts(self.p, w, h, ext_w, ext_h, self.sw, self.sh)
@@ -98,7 +104,9 @@ class Int8InnerProduct(Op):
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
         n = self.p["num_output"]
-        self.weight_t = np.ascontiguousarray(layer.weight("weight").reshape(n, -1).T.astype(np.float64))
+        weight = layer.weight("weight").reshape(n, -1)
+        self.acc_dtype = accumulator_dtype(weight.shape[1])
+        self.weight_t = np.ascontiguousarray(weight.T.astype(self.acc_dtype))
         self.input_scale = float(layer.weight("bottom_int8_scales").ravel()[0])
         ws = np.broadcast_to(layer.weight("weight_int8_scales").ravel(), (n,))
         self.scale_in = dequant_scales(self.input_scale, ws)
@@ -106,7 +114,7 @@ class Int8InnerProduct(Op):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``(N, ...) -> (N, num_output)``."""
-        xq = to_int8(x, self.input_scale).reshape(x.shape[0], -1).astype(np.float64)
+        xq = to_int8(x, self.input_scale).reshape(x.shape[0], -1).astype(self.acc_dtype)
         out = dequantize(xq @ self.weight_t, self.scale_in, self.bias)
         return activate(out, self.p["activation_type"], self.p["activation_params"], f"layer {self.layer.name}")
 

@@ -1,0 +1,107 @@
+"""Automatic mixed precision: keep the layers int8 hurts most in fp32 until the output is close enough.
+
+1. Sensitivity: for each layer the table would quantize, the network output is computed with only
+   that layer int8 (the numpy backend's int8 simulation) and compared with the fp32 output by
+   cosine similarity, per image.  The fp32 activations before the layer are computed once and
+   reused, so each layer costs only the part of the network after it.
+2. Search: layers are ordered from most to least sensitive; the smallest number of leading layers
+   kept fp32 such that the whole mixed model reaches the target is found by bisection.
+
+The criterion is the cosine similarity of the graph outputs (all outputs of one image, flattened)
+on the worst calibration image, so no single image may drift further than the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from ncnnc.core.ir import Graph
+from ncnnc.core.table import CalibrationTable
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class MixedPrecisionReport:
+    """The outcome: which layers stay fp32 and why, and the output similarity before and after."""
+
+    target: float
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    fp32_layers: dict[str, str] = field(default_factory=dict)
+    int8_cosine: float = 1.0
+    final_cosine: float = 1.0
+
+    def summary(self) -> str:
+        """A few lines for the command line."""
+        head = (f"auto mixed precision: worst-image output cosine {self.int8_cosine:.5f} all int8 -> "
+                f"{self.final_cosine:.5f} with {len(self.fp32_layers)} layer(s) fp32 (target {self.target})")
+        return "\n".join([head, *(f"  fp32 {name}: {why}" for name, why in self.fp32_layers.items())])
+
+
+def output_cosine(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-image cosine similarity of all outputs (flattened and concatenated)."""
+    ref = np.concatenate([np.asarray(reference[k], np.float64).reshape(len(reference[k]), -1) for k in reference], 1)
+    can = np.concatenate([np.asarray(candidate[k], np.float64).reshape(len(candidate[k]), -1) for k in reference], 1)
+    num = np.sum(ref * can, axis=1)
+    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(can, axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.where(np.all(ref == can, axis=1), 1.0, 0.0))
+
+
+def _frontier(graph: Graph, index: int) -> list[str]:
+    """Blobs produced before layer ``index`` that it or a later layer reads (or that are outputs)."""
+    produced = [b for layer in graph.layers[:index] for b in layer.outputs]
+    later = {b for layer in graph.layers[index:] for b in layer.inputs} | set(graph.outputs)
+    return [b for b in produced if b in later]
+
+
+def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
+                       target_cos: float = 0.99, fp32_layers: Iterable[str] = (),
+                       progress: Progress | None = None) -> MixedPrecisionReport:
+    """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
+
+    ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
+    are fp32 already (user's choice) and are not candidates.
+    """
+    from ncnnc.backends.numpy.interpreter import Interpreter
+    from ncnnc.plugins.quantizer import quantize
+
+    fixed = set(fp32_layers) | set(table.commented)
+    candidates = [layer.name for layer in graph.layers
+                  if layer.name in table.input_scales and layer.name in table.weight_scales and layer.name not in fixed]
+    outputs = graph.outputs
+    reference = Interpreter(graph).run(dict(inputs), outputs)
+    report = MixedPrecisionReport(target_cos)
+
+    def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray]) -> float:
+        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | fixed).graph
+        return float(output_cosine(reference, Interpreter(mixed).run(dict(feed), outputs)).min())
+
+    fp32 = Interpreter(graph)
+    index = {layer.name: i for i, layer in enumerate(graph.layers)}
+    state = dict(inputs)
+    for n, name in enumerate(candidates, 1):
+        frontier = _frontier(graph, index[name])
+        state = {b: state[b] for b in frontier if b in state} | fp32.run(state, [b for b in frontier if b not in state])
+        report.sensitivity[name] = worst([c for c in candidates if c != name], state)
+        if progress:
+            progress(f"sensitivity {n}/{len(candidates)}: {name} {report.sensitivity[name]:.5f}")
+    order = sorted(candidates, key=lambda c: report.sensitivity[c])
+    report.int8_cosine = worst([], inputs)
+    lo, hi, best = 0, len(order), report.int8_cosine
+    if best < target_cos:
+        results = {0: best}
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if mid not in results:
+                results[mid] = worst(order[:mid], inputs)
+                if progress:
+                    progress(f"mixed precision: {mid} layer(s) fp32 -> {results[mid]:.5f}")
+            lo, hi = (lo, mid) if results[mid] >= target_cos else (mid + 1, hi)
+        best = results.get(lo, 1.0) if lo < len(order) else worst(order, inputs)
+        for name in order[:lo]:
+            report.fp32_layers[name] = (f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} "
+                                        f"with only this layer int8")
+    report.final_cosine = best
+    return report
