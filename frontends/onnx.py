@@ -17,7 +17,7 @@ from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph
 from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
-from ncnnc.frontends.onnx_convert import MAPPERS, Converter
+from ncnnc.frontends.onnx_convert import Converter
 from ncnnc.frontends.onnx_fold import fold
 from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
 
@@ -31,11 +31,6 @@ def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     graph = Converter(folded, path_s).convert()
     graph.name = Path(path).stem
     return graph
-
-
-def supported_operators() -> list[str]:
-    """The ONNX operator types this frontend maps (after constant folding)."""
-    return sorted(MAPPERS)
 
 
 def _claims(paths: Sequence[str]) -> bool:

@@ -51,6 +51,7 @@ class Converter:
         self._layer_names: set[str] = set()
         self._blob_names: set[str] = set(folded.inputs) | {o for n in folded.nodes for o in n.output}
         self._const_blobs: dict[tuple[str, tuple[int, ...]], str] = {}
+        self._views: dict[tuple[str, tuple[int, ...]], str] = {}
         self.node: onnx.NodeProto | None = None
         self.index = 0
 
@@ -178,12 +179,12 @@ class Converter:
         if int(np.prod(self.nshape[blob])) != int(np.prod(shape)):
             raise self.unsupported(f"cannot view blob {blob!r} of shape {self.nshape[blob]} as {shape}")
         key = (blob, tuple(shape))
-        if key not in self._const_blobs:
+        if key not in self._views:
             out = self.fresh_blob(f"{blob}_reshaped")
             self.add("Reshape", [blob], [out], reshape_params(tuple(shape)), shapes=[tuple(shape)],
                      name=f"{blob}_reshape")
-            self._const_blobs[key] = out
-        return self._const_blobs[key]
+            self._views[key] = out
+        return self._views[key]
 
     def logical_blob(self, name: str) -> str:
         """The blob of activation ``name`` in its logical (ONNX without batch) ncnn shape."""
@@ -217,8 +218,6 @@ class Converter:
                 value = self.g.consts[out]
                 self.add("MemoryData", [], [out], reshape_params(self.logical(out)),
                          {"data": value.reshape(self.logical(out))}, name=out)
-            elif out in self.alias:
-                self.add("Noop", [self.alias[out]], [out], shapes=[self.nshape[self.alias[out]]])
         graph = Graph(self.layers)
         graph.explicit_outputs = list(self.g.outputs)
         insert_splits(graph)

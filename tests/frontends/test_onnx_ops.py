@@ -425,3 +425,25 @@ def test_small_cnn_at_every_opset(tmp_path, opset):
     graph = check(make_model(nodes, {"x": [1, 3, 8, 8]}, inits, opset=opset), tmp_path)
     assert types(graph) == ["Input", "Convolution", "BatchNorm", "ReLU", "Pooling", "Pooling", "InnerProduct",
                             "Softmax"]
+
+
+def test_mobilenet_v3_like_block(tmp_path):
+    c, e, r = 4, 8, 2
+    inits = {"w1": rand(e, c, 1, 1), "w2": rand(e, 1, 3, 3), "s1": rand(r, e, 1, 1), "s2": rand(e, r, 1, 1),
+             "w3": rand(c, e, 1, 1), "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[1, 1]),
+        helper.make_node("HardSwish", ["a"], ["b"]),
+        helper.make_node("Conv", ["b", "w2"], ["d"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=e),
+        helper.make_node("Clip", ["d", "lo", "hi"], ["d6"]),
+        helper.make_node("GlobalAveragePool", ["d6"], ["g"]),
+        helper.make_node("Conv", ["g", "s1"], ["g1"], kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["g1"], ["g2"]),
+        helper.make_node("Conv", ["g2", "s2"], ["g3"], kernel_shape=[1, 1]),
+        helper.make_node("HardSigmoid", ["g3"], ["g4"], alpha=1 / 6, beta=0.5),
+        helper.make_node("Mul", ["d6", "g4"], ["se"]),
+        helper.make_node("Conv", ["se", "w3"], ["p"], kernel_shape=[1, 1]),
+        helper.make_node("Add", ["p", "x"], ["y"]),
+    ]
+    graph = check(make_model(nodes, {"x": [1, c, 6, 6]}, inits, opset=14), tmp_path)
+    assert types(graph).count("Split") == 2 and "MemoryData" not in types(graph)
