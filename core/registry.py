@@ -31,6 +31,11 @@ BUILTIN_PLUGINS = (
     "ncnnc.plugins.passes.fuse_activation",
     "ncnnc.plugins.passes.eliminate",
     "ncnnc.plugins.passes.canonical",
+    "ncnnc.plugins.calibrators.kl",
+    "ncnnc.plugins.calibrators.aciq",
+    "ncnnc.plugins.calibrators.minmax",
+    "ncnnc.plugins.calibrators.percentile",
+    "ncnnc.plugins.calibrators.mse",
 )
 """Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
 

@@ -1,0 +1,721 @@
+"""Calibration: activation statistics per blob -> int8 scales, in ncnn2table's table format.
+
+The contract (what a calibrator plugin provides, see ``docs/calibrators.md``):
+
+- a :class:`Calibrator` observes activation batches of ONE blob (``observe``), keeps statistics
+  that merge exactly (``merge``: the statistics of two shards merged give the same table as one
+  pass over both), and turns them into a clipping threshold (``threshold``) and so a scale
+  ``127 / threshold``;
+- a :class:`CalibratorFactory` names the method, describes its parameters and creates one
+  calibrator per blob.  Plugins return factories from the ``ncnnc_calibrators`` hook.  A factory
+  may also ``refine`` the finished table with the model at hand (``eq`` does).
+
+The driver (:func:`calibrate`) runs the numpy reference backend over the images in fixed batches,
+feeds each quantized layer's input blob to its calibrator, computes the weight scales, and writes
+the table.  With ``threads=N`` the batches are split into N contiguous shards run by N processes
+and their statistics merged in order, so the table does not depend on N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.ir import Graph, Layer
+from ncnnc.core.preprocess import PIXEL_TYPES
+from ncnnc.core.table import CalibrationTable
+
+QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+"""Layer types whose input blob and weights get scales (as in ncnn2table)."""
+
+INT8_MAX = 127
+INT6_MAX = 31
+"""ncnn2table quantizes the weights of 3x3 stride-1 dilation-1 convolutions to 6 bits (int8 winograd F43)."""
+
+FALLBACK_SCALE = 1.0
+"""Scale of an all-zero weight channel or an all-zero blob: any finite value is exact there."""
+
+
+# -- the contract ----------------------------------------------------------------------------
+class Calibrator(ABC):
+    """Statistics of one blob's activations, and the threshold they give.
+
+    The driver shows the calibrator every batch of its blob, ``passes`` times over (ncnn2table's
+    KL needs the absmax before it can histogram).  Between passes it merges the shards and calls
+    ``next_pass`` on the merged calibrator, which every shard then continues from.
+
+    Subclasses must be picklable (statistics travel between processes), and ``merge`` must be
+    exact: observing A then B, or A and B apart then merging, gives the same ``threshold``.
+    ``merge`` combines statistics of the current pass; what earlier passes left is the same in
+    every shard and must be kept, not added up.
+    """
+
+    passes: int = 1
+
+    @abstractmethod
+    def observe(self, batch: np.ndarray) -> None:
+        """Take a batch of activations of the blob (leading axis N; any dtype castable to float32)."""
+
+    @abstractmethod
+    def merge(self, other: Calibrator) -> None:
+        """Add the statistics of ``other`` (same method and parameters, disjoint images) to these."""
+
+    @abstractmethod
+    def threshold(self) -> float:
+        """The clipping threshold T (|x| above T saturates); 0 if nothing nonzero was seen."""
+
+    def next_pass(self) -> None:  # noqa: B027 (optional hook, nothing to do for one pass)
+        """Prepare the next pass over the data (called on the merged statistics)."""
+
+    @property
+    def absmax(self) -> float | None:
+        """The largest |x| seen, when the calibrator tracks it (shown in summaries)."""
+        return None
+
+    def scale(self) -> float:
+        """The int8 scale ``127 / threshold`` in float32 (a finite fallback when T is 0)."""
+        return activation_scale(self.threshold())
+
+
+@dataclass(frozen=True)
+class CalibratorParam:
+    """One parameter of a calibration method: its name, default (which fixes its type) and help."""
+
+    name: str
+    default: float | int | str
+    help: str = ""
+
+    def parse(self, value: Any) -> float | int | str:
+        """Convert a user value (string or number) to the parameter's type."""
+        kind = type(self.default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise NcnncError(f"parameter {self.name}={value!r} is not a valid {kind.__name__}") from None
+
+
+@dataclass(frozen=True)
+class CalibratorFactory:
+    """A calibration method as a plugin registers it.
+
+    ``create(**params)`` returns a fresh :class:`Calibrator` for one blob, given the values of
+    ``params``.  ``weights`` chooses the weight-scale rule: ``"absmax"`` (127/absmax per output
+    channel) or ``"aciq"`` (ncnn2table's ACIQ clip).  ``refine(context)``, if given, adjusts the
+    finished table with the model at hand; it reads ``refine_params`` from ``context.params``.
+    """
+
+    name: str
+    description: str
+    create: Callable[..., Calibrator]
+    params: tuple[CalibratorParam, ...] = ()
+    weights: str = "absmax"
+    refine: Callable[[RefineContext], None] | None = None
+    refine_params: tuple[CalibratorParam, ...] = ()
+
+    def resolve(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``values``; unknown names are a user error listing the known ones."""
+        known = {p.name: p for p in (*self.params, *self.refine_params)}
+        out = {name: p.default for name, p in known.items()}
+        for key, value in (values or {}).items():
+            if key not in known:
+                choices = ", ".join(known) or "none"
+                raise NcnncError(f"method {self.name} has no parameter {key!r} (parameters: {choices})")
+            out[key] = known[key].parse(value)
+        return out
+
+    def make(self, values: Mapping[str, Any] | None = None) -> Calibrator:
+        """A calibrator for one blob, with ``values`` (resolved or not) for ``params``."""
+        resolved = self.resolve(values)
+        return self.create(**{p.name: resolved[p.name] for p in self.params})
+
+
+def activation_scale(threshold: float) -> float:
+    """``127 / threshold`` in float32 as ncnn2table computes it; 1.0 when that is not finite/positive."""
+    if not threshold > 0:
+        return FALLBACK_SCALE
+    scale = float(np.float32(INT8_MAX) / np.float32(threshold))
+    return scale if math.isfinite(scale) and scale > 0 else FALLBACK_SCALE
+
+
+def find_calibrator(name: str) -> CalibratorFactory:
+    """The registered calibration method called ``name`` (a user error listing the choices)."""
+    from ncnnc.core.registry import registry
+
+    return registry().get("calibrators", name)
+
+
+# -- which blobs and weights get scales ---------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """A quantized layer: its table name, its input blob, and the blob whose statistics stand for it.
+
+    ``source`` follows ``Split`` layers back to the blob they copy, so the copies share one
+    calibrator (their values are identical).
+    """
+
+    layer: Layer
+    blob: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The layer name, as both of its table lines start."""
+        return self.layer.name
+
+
+def quant_targets(graph: Graph) -> list[Target]:
+    """Every layer that ncnn2table gives scales, in model order: Convolution, ConvolutionDepthWise,
+    InnerProduct with stored fp32/fp16 weights (not ``dynamic_weight``, not already int8)."""
+    producers = graph.producers()
+    targets = []
+    for layer in graph.layers:
+        if layer.type not in QUANTIZED_TYPES or "weight" not in layer.weights:
+            continue
+        if layer.weights["weight"].storage == "int8" or layer.p("int8_scale_term"):
+            raise NcnncError("this model is already int8; calibrate the fp32 model", where=f"layer {layer.name}")
+        source = layer.inputs[0]
+        while (p := producers.get(source)) is not None and p.type == "Split":
+            source = p.inputs[0]
+        targets.append(Target(layer, layer.inputs[0], source))
+    return targets
+
+
+def weight_rows(layer: Layer) -> np.ndarray:
+    """The weights as rows that share a scale: one per output channel, one per group for depthwise."""
+    w = layer.weight("weight")
+    rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
+    return w.reshape(int(rows), -1)
+
+
+def weight_bits_max(layer: Layer) -> int:
+    """127, or 31 for a 3x3 stride-1 dilation-1 Convolution (ncnn2table's 6-bit winograd rule)."""
+    if layer.type == "Convolution" and all(
+            layer.p(k) == v for k, v in (("kernel_w", 3), ("kernel_h", 3), ("dilation_w", 1),
+                                          ("dilation_h", 1), ("stride_w", 1), ("stride_h", 1))):
+        return INT6_MAX
+    return INT8_MAX
+
+
+ALPHA_GAUSSIAN = (0.0, 1.71063519, 2.15159277, 2.55913646, 2.93620062, 3.28691474, 3.6151146, 3.92403714)
+"""ACIQ's optimal clip of a Gaussian in units of its sigma, for 1 ... 8 bits (as in ncnn2table)."""
+
+_GAUSSIAN_CONST = (0.5 * 0.35) * (1 + math.sqrt(math.pi * math.log(4)))
+
+
+def aciq_gaussian_clip(absmax: float, n: int, bits: int = 8) -> float:
+    """ncnn2table's ACIQ threshold: sigma estimated from the absmax of ``n`` samples, times alpha.
+
+    ``sigma = absmax * 2 * c / sqrt(2 ln n)`` with ``c = 0.175 (1 + sqrt(pi ln 4))``; computed in
+    double and returned as float32 like ncnn.  ``n < 2`` gives ``absmax`` (the estimate needs n > 1).
+    """
+    if n < 2:
+        return float(np.float32(absmax))
+    sigma = (float(np.float32(absmax)) * 2 * _GAUSSIAN_CONST) / math.sqrt(2 * math.log(n))
+    return float(np.float32(float(np.float32(ALPHA_GAUSSIAN[bits - 1])) * sigma))
+
+
+def weight_scales(layer: Layer, rule: str = "absmax") -> np.ndarray:
+    """ncnn2table's weight scales of a layer, float32, one per output channel (group for depthwise).
+
+    ``absmax``: ``127 / absmax`` (``31 / absmax`` for 6-bit convolutions); ``aciq``: the same over
+    the ACIQ clip of each row.  An all-zero row gets 1.0 (ncnn would write inf).
+    """
+    rows = weight_rows(layer)
+    absmax = np.abs(rows).max(axis=1).astype(np.float32) if rows.size else np.zeros(len(rows), np.float32)
+    qmax = weight_bits_max(layer)
+    if rule == "aciq":
+        bits = 6 if qmax == INT6_MAX else 8
+        clip = np.array([aciq_gaussian_clip(a, rows.shape[1], bits) for a in absmax], dtype=np.float32)
+    elif rule == "absmax":
+        clip = absmax
+    else:
+        raise ValueError(f"unknown weight scale rule {rule!r}")
+    with np.errstate(divide="ignore", over="ignore"):
+        scales = np.float32(qmax) / clip
+    return np.where((clip > 0) & np.isfinite(scales), scales, np.float32(FALLBACK_SCALE)).astype(np.float32)
+
+
+# -- inputs: lists, preprocessing --------------------------------------------------------------
+@dataclass
+class InputSpec:
+    """One model input: its blob, its files, and how to turn a file into a tensor.
+
+    ``shape`` is ncnn2table's ``[w, h(, c)]`` (for ``.npy`` files the array's reversed shape);
+    ``mean``/``norm`` as ``substract_mean_normalize``; ``pixel`` the image's channel order
+    (``RAW``: the decoded image as is); ``npy`` for ``type=1``.
+    """
+
+    blob: str
+    paths: list[Path]
+    shape: tuple[int, ...] = ()
+    mean: tuple[float, ...] = ()
+    norm: tuple[float, ...] = ()
+    pixel: str = "BGR"
+    npy: bool = False
+    source: str = ""
+
+    def load(self, index: int) -> np.ndarray:
+        """The preprocessed tensor of file ``index`` in ncnn layout ``(c, h, w)``, float32."""
+        path = self.paths[index]
+        if self.npy:
+            return load_npy(path, self.shape)
+        from ncnnc.core.preprocess import load_image, substract_mean_normalize
+
+        try:
+            x = load_image(path, pixel=self.pixel, shape=tuple(self.shape))
+            x = substract_mean_normalize(x, list(self.mean) or None, list(self.norm) or None)
+        except NcnncError as e:
+            raise NcnncError(e.message, e.path or str(path), e.where) from None
+        return np.asarray(x, dtype=np.float32)
+
+
+def load_npy(path: Path, shape: Sequence[int]) -> np.ndarray:
+    """A ``.npy`` input as ncnn2table reads it: float32, shape given as ``[w, h, ...]`` must match."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise NcnncError(f"cannot read .npy: {e}", str(path)) from None
+    want = tuple(reversed(tuple(shape)))
+    if shape and a.shape != want:
+        raise NcnncError(f"array shape {list(a.shape)} does not match shape={list(shape)} "
+                         f"(expected {list(want)})", str(path))
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def read_list(path: str | Path) -> list[Path]:
+    """The files of a list: one path per line (first word, as ncnn2table), or a directory's files.
+
+    Relative paths are taken from the working directory, else from the list file's directory.
+    A missing list, a missing file or an empty list is a user error naming the list and line.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise NcnncError("the directory has no files", str(path))
+        return files
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise NcnncError(f"cannot read list: {e.strerror}", str(path)) from None
+    files = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words:
+            continue
+        f = Path(words[0])
+        if not f.is_absolute() and not f.exists() and (path.parent / f).exists():
+            f = path.parent / f
+        if not f.is_file():
+            raise NcnncError(f"no such file {words[0]!r}", str(path), f"line {lineno}")
+        files.append(f)
+    if not files:
+        raise NcnncError("the list has no files (zero images)", str(path))
+    return files
+
+
+def input_specs(graph: Graph, lists: Sequence[str | Path | Sequence[str | Path]], *,
+                mean: Sequence[Sequence[float]] = (), norm: Sequence[Sequence[float]] = (),
+                shape: Sequence[Sequence[int]] = (), pixel: Sequence[str] = (),
+                npy: bool = False) -> list[InputSpec]:
+    """One :class:`InputSpec` per model input, checked as ncnn2table checks them (and more).
+
+    ``lists[i]`` is a list file, a directory, or a sequence of paths; per-input settings may be
+    left empty (no mean/norm, BGR, the Input layer's own shape).
+    """
+    blobs = [layer.outputs[0] for layer in graph.layers if layer.type == "Input"]
+    if len(lists) != len(blobs):
+        raise NcnncError(f"the model has {len(blobs)} input(s) ({', '.join(blobs)}), got {len(lists)} list(s)")
+    for key, values in (("mean", mean), ("norm", norm), ("shape", shape), ("pixel", pixel)):
+        if values and len(values) != len(blobs):
+            raise NcnncError(f"the model has {len(blobs)} input(s), {key}= gives {len(values)}")
+    specs = []
+    for i, (blob, lst) in enumerate(zip(blobs, lists)):
+        if isinstance(lst, (str, Path)):
+            paths, source = read_list(lst), str(lst)
+        else:
+            paths, source = [Path(p) for p in lst], "<paths>"
+            if not paths:
+                raise NcnncError(f"no files for input {blob!r} (zero images)")
+        px = (pixel[i] if pixel else "BGR").upper()
+        if px not in PIXEL_TYPES:
+            raise NcnncError(f"unknown pixel type {px!r} (one of {', '.join(PIXEL_TYPES)})")
+        shp = tuple(int(v) for v in shape[i]) if shape else _input_layer_shape(graph, blob)
+        specs.append(InputSpec(blob, paths, shp, tuple(mean[i]) if mean else (),
+                               tuple(norm[i]) if norm else (), px, npy, source))
+    counts = {len(s.paths) for s in specs}
+    if len(counts) > 1:
+        detail = ", ".join(f"{s.source}: {len(s.paths)}" for s in specs)
+        raise NcnncError(f"the lists have different numbers of files ({detail})")
+    return specs
+
+
+def _input_layer_shape(graph: Graph, blob: str) -> tuple[int, ...]:
+    layer = graph.producer(blob)
+    w, h, c = layer.p("w"), layer.p("h"), layer.p("c")
+    if not (w and h):
+        raise NcnncError(f"give shape= for input {blob!r} (its Input layer has no size)")
+    return (w, h, c) if c else (w, h)
+
+
+def check_shapes(graph: Graph, specs: Sequence[InputSpec]) -> None:
+    """Raise a user error if the first file of each input does not fit the model."""
+    from ncnnc.core.shapes import infer_shapes
+
+    given = {s.blob: s.load(0).shape for s in specs}
+    what = ", ".join(f"{s.blob} {list(given[s.blob])}" for s in specs)
+    try:
+        shapes = infer_shapes(graph, given)
+    except NcnncError as e:
+        raise NcnncError(f"input shape {what} does not fit the model: {e}") from None
+    for layer in graph.layers:
+        bad = [b for b in layer.outputs if any(d <= 0 for d in shapes.get(b, (1,)))]
+        if bad or (layer.type in QUANTIZED_TYPES and not _weights_fit(layer, shapes[layer.inputs[0]])):
+            got = list(shapes[layer.inputs[0]]) if layer.inputs else []
+            raise NcnncError(f"input shape {what} does not fit the model (layer input {got})",
+                             where=f"layer {layer.name}")
+
+
+def _weights_fit(layer: Layer, shape: tuple[int, ...]) -> bool:
+    if "weight" not in layer.weights:
+        return True
+    size = layer.p("weight_data_size")
+    if layer.type == "InnerProduct":
+        return int(np.prod(shape)) * layer.p("num_output") == size
+    channels = shape[0] if len(shape) == 3 else 1
+    group = layer.p("group") if layer.type == "ConvolutionDepthWise" else 1
+    return channels * layer.p("num_output") * layer.p("kernel_w") * layer.p("kernel_h") == size * group
+
+
+# -- running the model ---------------------------------------------------------------------------
+def batches(specs: Sequence[InputSpec], batch_size: int, limit: int | None = None) -> list[range]:
+    """The image index ranges of the batches (fixed, so results never depend on the thread count)."""
+    n = len(specs[0].paths) if limit is None else min(limit, len(specs[0].paths))
+    return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def load_batch(specs: Sequence[InputSpec], indices: range) -> dict[str, np.ndarray]:
+    """The stacked, preprocessed inputs of a batch, ``{blob: (N, c, h, w)}``."""
+    return {s.blob: np.stack([s.load(i) for i in indices]) for s in specs}
+
+
+class _Shard:
+    """Some consecutive batches, run through the fp32 interpreter once per pass.
+
+    In the first pass of a multi-pass method the observed blobs are kept (up to ``cache_bytes``)
+    so that later passes replay them instead of running the model again.
+    """
+
+    def __init__(self, graph: Graph, specs: Sequence[InputSpec], plan: Sequence[range],
+                 blobs: Sequence[str], cache_bytes: int) -> None:
+        self.graph, self.specs, self.plan, self.blobs = graph, specs, plan, list(blobs)
+        self.cache_left = cache_bytes
+        self.cache: dict[int, dict[str, np.ndarray]] = {}
+        self.interp: Any = None
+
+    def run_pass(self, stats: dict[str, Calibrator], keep: bool, tick: Callable[[int], None]) -> None:
+        """Feed every batch of the shard to ``stats``; ``keep``: cache what fits for later passes."""
+        for i, indices in enumerate(self.plan):
+            if i in self.cache:
+                for blob, value in self.cache[i].items():
+                    _observe(stats, blob, value)
+            else:
+                seen: dict[str, np.ndarray] = {}
+
+                def observe(name: str, value: np.ndarray, seen: dict = seen) -> None:
+                    _observe(stats, name, value)
+                    seen[name] = value
+
+                self._interpreter().run(load_batch(self.specs, indices), outputs=self.blobs, observe=observe)
+                size = sum(v.nbytes for v in seen.values())
+                if keep and size <= self.cache_left:
+                    self.cache[i] = seen
+                    self.cache_left -= size
+            tick(len(indices))
+
+    def _interpreter(self) -> Any:
+        if self.interp is None:
+            from ncnnc.backends.numpy import Interpreter
+
+            self.interp = Interpreter(self.graph)
+        return self.interp
+
+
+def _observe(stats: dict[str, Calibrator], blob: str, value: np.ndarray) -> None:
+    if blob in stats:
+        try:
+            stats[blob].observe(value)
+        except ValueError as e:
+            raise NcnncError(f"blob {blob!r}: {e}") from None
+
+
+def _worker(shard: _Shard, index: int, commands: Any, results: Any) -> None:
+    """Process body: for each ``(stats, keep)`` command run a pass and send the statistics back."""
+    try:
+        while (cmd := commands.recv()) is not None:
+            stats, keep = cmd
+            shard.run_pass(stats, keep, lambda n: results.put(("tick", index, n)))
+            results.put(("done", index, stats))
+    except NcnncError as e:
+        results.put(("error", index, (e.message, e.path, e.where)))
+    except BaseException as e:  # an internal failure: report it, the parent raises
+        import traceback
+
+        results.put(("crash", index, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+class _Pool:
+    """``threads`` shards: run in this process for one, in forked worker processes for more."""
+
+    def __init__(self, shards: list[_Shard]) -> None:
+        self.shards = shards
+        self.procs: list[Any] = []
+        if len(shards) > 1:
+            ctx = multiprocessing.get_context("fork")
+            self.results = ctx.Queue()
+            self.pipes = []
+            for i, shard in enumerate(shards):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(shard, i, child, self.results), daemon=True)
+                proc.start()
+                self.pipes.append(parent)
+                self.procs.append(proc)
+
+    def run_pass(self, stats: dict[str, Calibrator], keep: bool, tick: Callable[[int], None]
+                 ) -> dict[str, Calibrator]:
+        """One pass over every shard, each starting from ``stats``; the shards' statistics merged."""
+        if not self.procs:
+            self.shards[0].run_pass(stats, keep, tick)
+            return stats
+        for pipe in self.pipes:
+            pipe.send((stats, keep))
+        done: dict[int, dict[str, Calibrator]] = {}
+        while len(done) < len(self.shards):
+            kind, index, payload = self.results.get()
+            if kind == "tick":
+                tick(payload)
+            elif kind == "done":
+                done[index] = payload
+            elif kind == "error":
+                raise NcnncError(*payload)
+            else:
+                raise RuntimeError(f"calibration worker {index} failed: {payload}")
+        merged = done[0]
+        for i in range(1, len(self.shards)):
+            for blob, cal in merged.items():
+                cal.merge(done[i][blob])
+        return merged
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        for pipe in getattr(self, "pipes", []):
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence[str],
+                       make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = 8,
+                       limit: int | None = None, cache_mb: int = 1024,
+                       progress: Callable[[int, int], Callable[[int], None]] | None = None,
+                       ) -> dict[str, Calibrator]:
+    """One calibrator per blob, shown every batch ``passes`` times; the merged statistics.
+
+    ``threads > 1`` splits the batches into that many contiguous shards run by forked processes.
+    The statistics do not depend on ``threads`` (fixed batches, exact merges in shard order).
+    ``progress(pass_index, passes)`` returns a callback taking image counts as they finish.
+    ``cache_mb`` bounds the activations kept in memory between passes (the rest is recomputed).
+    """
+    plan = batches(specs, batch_size, limit)
+    stats = {b: make() for b in blobs}
+    passes = max((c.passes for c in stats.values()), default=1)
+    workers = max(1, min(threads, len(plan)))
+    per = math.ceil(len(plan) / workers)
+    budget = cache_mb * (1 << 20) // workers
+    shards = [_Shard(graph, specs, plan[i:i + per], blobs, budget) for i in range(0, len(plan), per)]
+    pool = _Pool(shards)
+    try:
+        for k in range(passes):
+            if k:
+                for cal in stats.values():
+                    if k < cal.passes:
+                        cal.next_pass()
+            tick = progress(k, passes) if progress else (lambda n: None)
+            stats = pool.run_pass(stats, keep=k + 1 < passes, tick=tick)
+    finally:
+        pool.close()
+    return stats
+
+
+# -- the API ---------------------------------------------------------------------------------------
+@dataclass
+class LayerReport:
+    """What calibration found for one layer (ncnn2table's ``max / threshold / scale`` line)."""
+
+    name: str
+    blob: str
+    absmax: float | None
+    threshold: float
+    scale: float
+
+
+@dataclass
+class CalibrationResult:
+    """The table, a report per layer, the counts and the time it took."""
+
+    table: CalibrationTable
+    layers: list[LayerReport] = field(default_factory=list)
+    method: str = ""
+    images: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        return (f"calibrated {len(self.layers)} layers with {self.method} on {self.images} images "
+                f"in {self.seconds:.1f} s")
+
+
+@dataclass
+class RefineContext:
+    """What a factory's ``refine`` gets: the model, the table to adjust in place, and data access.
+
+    ``batches(limit)`` yields ``{blob: (N, ...)}`` input batches of the first ``limit`` images;
+    ``params`` are the method's resolved parameters.
+    """
+
+    graph: Graph
+    targets: list[Target]
+    table: CalibrationTable
+    params: dict[str, Any]
+    specs: list[InputSpec]
+    batch_size: int
+    threads: int
+    progress: Callable[[str, int], Callable[[int], None]] | None = None
+
+    def batches(self, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Input batches of the first ``limit`` images (all if None)."""
+        for indices in batches(self.specs, self.batch_size, limit):
+            yield load_batch(self.specs, indices)
+
+    def count(self, limit: int | None = None) -> int:
+        """How many images ``batches(limit)`` yields."""
+        n = len(self.specs[0].paths)
+        return n if limit is None else min(n, limit)
+
+
+def load_graph(model: Graph | str | Path, bin_path: str | Path | None = None) -> Graph:
+    """A graph, or an ncnn model read from ``.param`` + ``.bin``."""
+    if isinstance(model, Graph):
+        return model
+    from ncnnc.frontends.ncnn import load
+
+    if bin_path is None:
+        raise NcnncError("give the .bin file with the .param", str(model))
+    return load(str(model), str(bin_path))
+
+
+def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
+              lists: str | Path | Sequence[str | Path | Sequence[str | Path]] = (),
+              out: str | Path | None = None, *, method: str = "kl",
+              params: Mapping[str, Any] | None = None,
+              mean: Sequence[Sequence[float]] | Sequence[float] = (),
+              norm: Sequence[Sequence[float]] | Sequence[float] = (),
+              shape: Sequence[Sequence[int]] | Sequence[int] = (),
+              pixel: Sequence[str] | str = (), npy: bool = False, threads: int = 1,
+              batch_size: int = 8, cache_mb: int = 1024, progress: bool = False) -> CalibrationResult:
+    """Calibrate a model on images and return (and with ``out``, write) its table.
+
+    ``lists``: one list file / directory / sequence of paths per model input (a single one for a
+    one-input model).  ``mean``, ``norm``, ``shape`` (ncnn2table's ``[w, h, c]``) and ``pixel``
+    are per input; a flat list is taken as the value for a one-input model.  ``method`` names a
+    registered calibrator, ``params`` its parameters.  ``threads`` processes share the batches.
+
+    >>> import ncnnc  # doctest: +SKIP
+    >>> ncnnc.calibrate("m.param", "m.bin", "images.txt", "m.table", mean=[104, 117, 123],
+    ...                 norm=[1, 1, 1], shape=[227, 227, 3], pixel="BGR", method="kl")
+    """
+    start = time.perf_counter()
+    factory = find_calibrator(method)
+    resolved = factory.resolve(params)
+    graph = load_graph(model, bin_path)
+    if isinstance(lists, (str, Path)):
+        lists = [lists]
+    specs = input_specs(graph, list(lists), mean=_per_input(mean), norm=_per_input(norm),
+                        shape=_per_input(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
+                        npy=npy)
+    if threads < 1:
+        raise NcnncError(f"thread={threads}: need at least 1")
+    if batch_size < 1:
+        raise NcnncError(f"batch size {batch_size}: need at least 1")
+    check_shapes(graph, specs)
+    targets = quant_targets(graph)
+    blobs = list(dict.fromkeys(t.source for t in targets))
+    count = len(specs[0].paths)
+
+    stats = collect_statistics(graph, specs, blobs, lambda: factory.make(resolved), threads=threads,
+                               batch_size=batch_size, cache_mb=cache_mb,
+                               progress=(lambda k, n: _refine_progress(f"{method} pass {k + 1}/{n}", count))
+                               if progress else None)
+
+    table = CalibrationTable()
+    layers = []
+    for t in targets:
+        table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
+    for t in targets:
+        cal = stats[t.source]
+        threshold = cal.threshold()
+        table.input_scales[t.name] = cal.scale()
+        layers.append(LayerReport(t.name, t.blob, cal.absmax, threshold, cal.scale()))
+    if factory.refine is not None:
+        ctx = RefineContext(graph, targets, table, resolved, specs, batch_size, threads,
+                            _refine_progress if progress else None)
+        factory.refine(ctx)
+        for rep in layers:
+            rep.scale = table.input_scales[rep.name]
+            rep.threshold = INT8_MAX / rep.scale
+    if out is not None:
+        table.save(out)
+    return CalibrationResult(table, layers, method, count, time.perf_counter() - start)
+
+
+def _per_input(values: Sequence[Any]) -> list[Any]:
+    """A flat list of numbers is one input's value; a list of lists is per input."""
+    values = list(values)
+    if values and not isinstance(values[0], (list, tuple, np.ndarray)):
+        return [values]
+    return values
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False)
+
+
+def _refine_progress(desc: str, total: int) -> Callable[[int], None]:
+    """A tqdm bar for a refine stage; returns its ``update`` (the bar closes when full)."""
+    bar = _progress_bar(True, total, desc)
+    done = [0]
+
+    def update(n: int) -> None:
+        done[0] += n
+        bar.update(n)
+        if done[0] >= total:
+            bar.close()
+
+    return update
