@@ -79,12 +79,13 @@ class Interpreter:
         for step, index in enumerate(schedule):
             layer = self.layers[index]
             outs = self._run_layer(layer, [blobs[b] for b in layer.inputs], batch)
+            for blob in layer.inputs:
+                if last_use[blob] <= step:
+                    del blobs[blob]
             for blob, value in zip(layer.outputs, outs):
-                blobs[blob] = value
                 self._deliver(blob, value, wanted_set, returned, observe, result)
-            for blob in layer.inputs + layer.outputs:
-                if last_use.get(blob, -1) <= step:
-                    blobs.pop(blob, None)
+                if last_use.get(blob, -1) > step:
+                    blobs[blob] = value
         return {name: result[name] for name in wanted if name in result}
 
     def _last_uses(self, schedule: list[int]) -> dict[str, int]:
