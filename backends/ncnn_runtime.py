@@ -58,8 +58,12 @@ class RuntimeNet:
         keep = []
         for name, array in inputs.items():
             arr = np.ascontiguousarray(array, dtype=np.float32)
-            keep.append(arr)  # ncnn.Mat borrows the memory: keep it alive until extraction ends
-            if ex.input(name, ncnn.Mat(arr)) != 0:
+            # ncnn.Mat(arr) borrows numpy's memory with a packed channel step; ncnn layers expect each
+            # channel 16-byte aligned (cstep), so a 3-D input whose h*w is not a multiple of 4 would be
+            # read wrongly by some layers.  clone() copies into a properly aligned Mat.
+            mat = ncnn.Mat(arr).clone()
+            keep.append(mat)
+            if ex.input(name, mat) != 0:
                 raise NcnncError(f"the ncnn runtime has no input blob {name!r}")
         result = {}
         for name in outputs:
