@@ -95,7 +95,7 @@ class Registry:
         if kind not in self._cache:
             hook = getattr(self.pm.hook, f"ncnnc_{kind}")
             items: list[Registered] = []
-            for impl in reversed(hook.get_hookimpls()):
+            for impl in hook.get_hookimpls():  # registration order (pluggy calls them LIFO)
                 for item in impl.function() or []:
                     items.append(Registered(kind, item, self._source_of(impl.plugin)))
             if kind == "layer_types":
