@@ -17,6 +17,7 @@ COMMANDS = (
     "inspect",
     "optimize",
     "plugins",
+    "run",
     "quantize",
 )
 """Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""

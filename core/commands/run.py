@@ -1,0 +1,161 @@
+"""``ncnnc run``: run a model on images or ``.npy`` tensors with the numpy backend (or the real ncnn
+runtime), print the top classes, optionally save every output blob."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.fileio import atomic_outputs
+from ncnnc.core.ir import Graph
+from ncnnc.core.preprocess import PIXEL_TYPES, load_image, substract_mean_normalize
+
+NAME = "run"
+HELP = "run a model on images or .npy tensors (numpy backend or the real ncnn runtime)"
+BATCH = 32
+OPTION_KEYS = ("mean", "norm", "shape", "pixel")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ncnnc run``."""
+    parser.add_argument("args", nargs="+", metavar="ARG",
+                        help="MODEL.param MODEL.bin INPUT... [mean=[..]] [norm=[..]] [shape=[w,h(,c)]] "
+                             f"[pixel={'|'.join(PIXEL_TYPES)}]; INPUT is an image or a float32 c,h,w .npy")
+    parser.add_argument("--input", help="input blob (default: the model's only input)")
+    parser.add_argument("--output", action="append", help="output blob (repeatable; default: the model's outputs)")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="classes to print per output (default 5)")
+    parser.add_argument("--labels", help="class names, one per line (synset_words.txt)")
+    parser.add_argument("--save", metavar="OUT.npz", help="save every output blob, stacked over the inputs")
+    parser.add_argument("--backend", choices=("numpy", "ncnn"), default="numpy",
+                        help="numpy interpreter (default) or the real ncnn runtime")
+
+
+def parse_options(tokens: Sequence[str]) -> tuple[list[str], dict]:
+    """Split ``key=value`` options (ncnn2table's syntax) from paths; values parsed and checked."""
+    paths, options = [], {}
+    for tok in tokens:
+        key, eq, value = tok.partition("=")
+        if not eq or key not in OPTION_KEYS:
+            paths.append(tok)
+            continue
+        if key == "pixel":
+            if value.upper() not in PIXEL_TYPES:
+                raise NcnncError(f"pixel={value}: expected one of {', '.join(PIXEL_TYPES)}")
+            options[key] = value.upper()
+            continue
+        try:
+            items = [v for v in value.strip("[]").split(",") if v.strip()]
+            options[key] = [int(v) for v in items] if key == "shape" else [float(v) for v in items]
+        except ValueError:
+            raise NcnncError(f"{key}={value}: expected a list of numbers such as [104,117,123]") from None
+        if key == "shape" and len(options[key]) not in (2, 3):
+            raise NcnncError(f"shape={value}: expected [w,h] or [w,h,c]")
+    return paths, options
+
+
+def _input_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
+    layer = graph.producer(name)
+    if layer is None or layer.type != "Input":
+        return None
+    dims = [layer.p("c"), layer.p("h"), layer.p("w")]
+    return tuple(d for d in dims if d) if all(dims[-1:]) else None
+
+
+def read_input(path: str, options: dict, declared: tuple[int, ...] | None) -> np.ndarray:
+    """One input tensor (c, h, w): a ``.npy`` as is, or a preprocessed image."""
+    if path.endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise NcnncError(f"cannot read .npy: {e}", path) from None
+        if arr.dtype != np.float32:
+            raise NcnncError(f"expected a float32 array, got {arr.dtype}", path)
+        if declared and arr.shape != declared:
+            raise NcnncError(f"array shape {arr.shape} does not match the input blob's {declared}", path)
+        if not 1 <= arr.ndim <= 4:
+            raise NcnncError(f"array of {arr.ndim} dimensions is not an ncnn blob (c,h,w)", path)
+        return arr
+    shape = options.get("shape")
+    if shape is None:
+        shape = (declared[-1], declared[-2]) if declared and len(declared) >= 2 else (0, 0)
+    x = load_image(path, options.get("pixel", "BGR"), shape)
+    return substract_mean_normalize(x, options.get("mean"), options.get("norm"))
+
+
+def _run_numpy(graph: Graph, blob: str, tensors: list[np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    from ncnnc.backends.numpy import Interpreter
+
+    interp = Interpreter(graph)
+    parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+    for start in range(0, len(tensors), BATCH):
+        try:
+            batch = np.stack(tensors[start:start + BATCH])
+        except ValueError:
+            raise NcnncError("inputs have different shapes; give shape=[w,h] to resize images alike") from None
+        for name, value in interp.run({blob: batch}, outputs).items():
+            parts[name].append(value)
+    return {o: np.concatenate(v) for o, v in parts.items()}
+
+
+def _run_ncnn(param: str, binf: str, blob: str, tensors: list[np.ndarray], outputs: list[str]) -> dict:
+    from ncnnc.backends.ncnn_runtime import RuntimeNet
+
+    net = RuntimeNet(param, binf, num_threads=1)
+    results = [net.run({blob: t}, outputs) for t in tensors]
+    return {o: np.stack([r[o] for r in results]) for o in outputs}
+
+
+def _labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise NcnncError(f"cannot read labels: {e.strerror}", path) from None
+    return [line.split(" ", 1)[1] if " " in line else line for line in lines]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the model and print the top classes of each output for each input."""
+    from ncnnc.frontends.ncnn import load
+
+    paths, options = parse_options(args.args)
+    if len(paths) < 3:
+        raise NcnncError("expected MODEL.param MODEL.bin INPUT...")
+    param, binf, *inputs = paths
+    graph = load(param, binf)
+    blob = args.input or (graph.inputs[0] if len(graph.inputs) == 1 else None)
+    if blob is None:
+        raise NcnncError(f"the model has inputs {', '.join(graph.inputs)}: choose one with --input", param)
+    outputs = args.output or graph.outputs
+    known = set(graph.blobs)
+    for name in [blob, *outputs]:
+        if name not in known:
+            raise NcnncError(f"no blob named {name!r} in the model", param)
+    labels = _labels(args.labels)
+    declared = _input_shape(graph, blob)
+    tensors = [read_input(p, options, declared) for p in inputs]
+    if args.backend == "numpy":
+        results = _run_numpy(graph, blob, tensors, outputs)
+    else:
+        results = _run_ncnn(param, binf, blob, tensors, outputs)
+    for i, path in enumerate(inputs):
+        for name in outputs:
+            _print_top(path, name, results[name][i], args.top, labels)
+    if args.save:
+        with atomic_outputs(args.save) as (tmp,), open(tmp, "wb") as f:
+            np.savez(f, **results)
+        print(f"wrote {args.save}: {', '.join(f'{k} {v.shape}' for k, v in results.items())}")
+    return 0
+
+
+def _print_top(path: str, blob: str, value: np.ndarray, k: int, labels: list[str] | None) -> None:
+    flat = value.reshape(-1)
+    order = np.argsort(-flat, kind="stable")[:max(k, 0)]
+    print(f"{path}: {blob} {tuple(value.shape)}")
+    for rank, idx in enumerate(order, 1):
+        label = f"  {labels[idx]}" if labels and idx < len(labels) else ""
+        print(f"  {rank}. {idx:5d}  {flat[idx]:.6f}{label}")
