@@ -13,7 +13,9 @@ import sys
 from ncnnc.core.errors import NcnncError
 
 COMMANDS = (
+    "compile",
     "convert",
+    "eval",
     "inspect",
     "optimize",
     "plugins",

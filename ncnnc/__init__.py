@@ -13,6 +13,7 @@ from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.frontend import load_model
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.optimize import optimize as optimize
+from ncnnc.core.pipeline import compile as compile
 from ncnnc.core.registry import registry
 from ncnnc.core.shapes import infer_shapes
 from ncnnc.core.table import CalibrationTable

@@ -1,0 +1,104 @@
+"""``ncnnc compile``: the whole pipeline (optimize -> calibrate -> quantize) in one command.
+
+``ncnnc compile MODEL... --int8 --calib LIST_OR_DIR mean=[104,117,123] norm=[1,1,1]
+shape=[227,227,3] pixel=BGR method=kl [--auto-mixed-precision] -o OUTDIR`` writes
+``OUTDIR/model.param``, ``model.bin`` and ``model.table``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ncnnc.core.errors import NcnncError
+
+NAME = "compile"
+HELP = "optimize, calibrate and quantize a model into an int8 ncnn model in one go"
+
+OPTION_KEYS = ("mean", "norm", "shape", "pixel", "method", "thread")
+
+
+def allow_intermixed(parser: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` words follow ``--flags`` (``MODEL --int8 --calib DIR mean=[..] -o OUT``).
+
+    argparse stops filling a ``nargs`` positional at the first flag; its intermixed parsing does not.
+    """
+    plain = parser.parse_known_args
+
+    def parse(args=None, namespace=None):
+        parser.parse_known_args = plain
+        try:
+            return parser.parse_known_intermixed_args(args, namespace)
+        finally:
+            parser.parse_known_args = parse
+
+    parser.parse_known_args = parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ncnnc compile``."""
+    allow_intermixed(parser)
+    parser.add_argument("items", nargs="+", metavar="MODEL_OR_OPTION",
+                        help="model file(s) (ncnn .param .bin, .onnx, .prototxt .caffemodel), then ncnn2table-style "
+                             "options: mean=[..] norm=[..] shape=[w,h,c] pixel=BGR method=kl thread=N")
+    parser.add_argument("--int8", action="store_true", help="quantize to int8 (needs --calib)")
+    parser.add_argument("--calib", metavar="LIST_OR_DIR", help="calibration images: a list file or a directory")
+    parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="", help="layers to keep fp32")
+    parser.add_argument("--auto-mixed-precision", action="store_true",
+                        help="keep the layers int8 hurts most fp32 until --target-cos holds")
+    parser.add_argument("--target-cos", type=float, default=0.99, metavar="C",
+                        help="worst-image output cosine similarity to reach (default 0.99)")
+    parser.add_argument("--amp-images", type=int, default=16, metavar="N",
+                        help="calibration images used to measure sensitivity (default 16)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+
+
+def parse_number_list(key: str, text: str) -> list[float]:
+    """``[104,117,123]`` (brackets optional) -> ``[104.0, 117.0, 123.0]``."""
+    body = text.strip().removeprefix("[").removesuffix("]")
+    try:
+        return [float(v) for v in body.split(",") if v.strip()]
+    except ValueError:
+        raise NcnncError(f"{key}={text}: expected numbers like [104,117,123]") from None
+
+
+def split_items(items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Model paths and ``key=value`` options."""
+    paths, options = [], {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if eq and key in OPTION_KEYS:
+            options[key] = value
+        elif eq and "/" not in key and "." not in key:
+            raise NcnncError(f"unknown option {key}= (one of {', '.join(OPTION_KEYS)})")
+        else:
+            paths.append(item)
+    if not paths:
+        raise NcnncError("no model files given")
+    return paths, options
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compile and print the summary."""
+    from ncnnc.core.commands.quantize import parse_layer_list
+    from ncnnc.core.pipeline import compile
+
+    paths, options = split_items(args.items)
+    if args.int8 and not args.calib:
+        raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")
+    if not 0 < args.target_cos <= 1:
+        raise NcnncError(f"--target-cos {args.target_cos}: expected a number in (0, 1]")
+    try:
+        threads = int(options.get("thread", "1"))
+    except ValueError:
+        raise NcnncError(f"thread={options['thread']}: expected an integer") from None
+    shape = [int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options else []
+    result = compile(paths, int8=args.int8, calib=args.calib,
+                     mean=parse_number_list("mean", options["mean"]) if "mean" in options else [],
+                     norm=parse_number_list("norm", options["norm"]) if "norm" in options else [],
+                     shape=shape, pixel=options.get("pixel", "BGR"), method=options.get("method", "kl"),
+                     fp32_layers=parse_layer_list(args.fp32_layers), auto_mixed_precision=args.auto_mixed_precision,
+                     target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
+                     out_dir=args.output, progress=True)
+    print(f"ncnnc compile: {paths[0]}")
+    print(result.summary())
+    return 0

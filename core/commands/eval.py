@@ -1,0 +1,51 @@
+"""``ncnnc eval``: an fp32 model vs its int8 version on images (accuracy, agreement, per-layer similarity).
+
+``ncnnc eval FP32.param FP32.bin INT8.param INT8.bin IMAGES --labels synset_words.txt
+mean=[104,117,123] shape=[227,227,3] [--backend ncnn|numpy]``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "eval"
+HELP = "compare an fp32 model and its int8 version on images: top-1/top-5, agreement, per-layer cosine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ncnnc eval``."""
+    from ncnnc.core.commands.compile import allow_intermixed
+
+    allow_intermixed(parser)
+    parser.add_argument("fp32_param", metavar="FP32.param")
+    parser.add_argument("fp32_bin", metavar="FP32.bin")
+    parser.add_argument("int8_param", metavar="INT8.param")
+    parser.add_argument("int8_bin", metavar="INT8.bin")
+    parser.add_argument("images", metavar="IMAGES", help="a list file or a directory of images")
+    parser.add_argument("options", nargs="*", metavar="OPTION", help="preprocessing: mean=[..] norm=[..] "
+                        "shape=[w,h,c] pixel=BGR (as ncnn2table)")
+    parser.add_argument("--labels", metavar="SYNSET_WORDS", help="class list; image names start with the WordNet id")
+    parser.add_argument("--backend", choices=("ncnn", "numpy"), default="ncnn",
+                        help="run the models in the real ncnn runtime (default) or the numpy backend")
+    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
+    parser.add_argument("--worst", type=int, default=10, metavar="N", help="how many layers to list (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the report."""
+    from ncnnc.core.commands.compile import parse_number_list, split_items
+    from ncnnc.core.errors import NcnncError
+    from ncnnc.core.evaluate import evaluate
+
+    _, options = split_items(["-", *args.options])
+    if "method" in options or "thread" in options:
+        raise NcnncError("eval takes only mean=, norm=, shape= and pixel=")
+    result = evaluate((args.fp32_param, args.fp32_bin), (args.int8_param, args.int8_bin), args.images,
+                      labels=args.labels,
+                      mean=parse_number_list("mean", options["mean"]) if "mean" in options else (),
+                      norm=parse_number_list("norm", options["norm"]) if "norm" in options else (),
+                      shape=[int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options
+                      else (), pixel=options.get("pixel", "BGR"), backend=args.backend, limit=args.limit,
+                      progress=True)
+    print(result.summary(args.worst))
+    return 0

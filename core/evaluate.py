@@ -1,0 +1,155 @@
+"""Compare an fp32 model and its int8 version on images: accuracy, agreement, per-layer similarity.
+
+Labels come from the image file names: ``n01440764_tench.JPEG`` is WordNet id ``n01440764``,
+whose line number (from 0) in ``synset_words.txt`` is the class index.  Each quantized layer's
+output is compared fp32 vs int8 by cosine similarity per image (an int8 output of a requantizing
+layer is divided by its output scale first), averaged over the images, worst layer first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.ir import Graph
+
+
+def read_labels(path: str | Path) -> dict[str, int]:
+    """``synset_words.txt`` -> ``{wordnet_id: class_index}``."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise NcnncError(f"cannot read labels: {e.strerror}", str(path)) from None
+    labels = {line.split()[0]: i for i, line in enumerate(lines) if line.split()}
+    if not labels:
+        raise NcnncError("no labels in the file", str(path))
+    return labels
+
+
+def label_of(image: Path, labels: dict[str, int]) -> int:
+    """The class index of an image from the WordNet id its file name starts with."""
+    wnid = image.name.split("_")[0].split(".")[0]
+    if wnid not in labels:
+        raise NcnncError(f"the file name does not start with a WordNet id of the labels file ({wnid!r})",
+                         str(image))
+    return labels[wnid]
+
+
+@dataclass
+class EvalResult:
+    """Accuracy of both models (when labels were given), their agreement, per-layer similarity."""
+
+    images: int
+    backend: str
+    top1: dict[str, float] = field(default_factory=dict)
+    top5: dict[str, float] = field(default_factory=dict)
+    agreement: float = 0.0
+    max_output_diff: float = 0.0
+    layer_cosine: list[tuple[str, float]] = field(default_factory=list)
+
+    def summary(self, worst: int = 10) -> str:
+        """A short report: accuracy table, agreement, the worst layers."""
+        lines = [f"{self.images} images, backend {self.backend}"]
+        if self.top1:
+            lines.append(f"  {'model':<6} {'top-1':>7} {'top-5':>7}")
+            for name in ("fp32", "int8"):
+                lines.append(f"  {name:<6} {100 * self.top1[name]:6.1f}% {100 * self.top5[name]:6.1f}%")
+        lines.append(f"  top-1 agreement fp32 vs int8: {100 * self.agreement:.1f}%   "
+                     f"largest output difference: {self.max_output_diff:.4g}")
+        if self.layer_cosine:
+            shown = min(worst, len(self.layer_cosine))
+            lines.append(f"  quantized layers, cosine similarity fp32 vs int8 (worst {shown} "
+                         f"of {len(self.layer_cosine)}):")
+            lines += [f"    {cos:.5f}  {name}" for name, cos in self.layer_cosine[:worst]]
+        return "\n".join(lines)
+
+
+def _quantized_outputs(graph: Graph) -> dict[str, float]:
+    """``blob -> divisor`` for the output of every int8 layer (its output scale if it requantizes)."""
+    result = {}
+    for layer in graph.layers:
+        schema = layer.params.schema
+        if not schema or "int8_scale_term" not in schema.by_name or not layer.p("int8_scale_term"):
+            continue
+        top = layer.weights.get("top_int8_scales")
+        result[layer.outputs[0]] = float(top.data.ravel()[0]) if top is not None and layer.p(8) > 100 else 1.0
+    return result
+
+
+class _Runner:
+    """Runs one model on a batch with either backend, returning the requested blobs batched."""
+
+    def __init__(self, param: Path, binf: Path, graph: Graph, backend: str) -> None:
+        self.backend = backend
+        if backend == "ncnn":
+            from ncnnc.backends.ncnn_runtime import RuntimeNet
+
+            self.net = RuntimeNet(param, binf)
+        elif backend == "numpy":
+            from ncnnc.backends.numpy.interpreter import Interpreter
+
+            self.interp = Interpreter(graph)
+        else:
+            raise NcnncError(f"unknown backend {backend!r} (ncnn or numpy)")
+
+    def run(self, inputs: dict[str, np.ndarray], blobs: list[str]) -> dict[str, np.ndarray]:
+        if self.backend == "numpy":
+            out = self.interp.run(inputs, blobs)
+            return {b: np.asarray(v, np.float32) for b, v in out.items()}
+        n = len(next(iter(inputs.values())))
+        per = [self.net.run({k: v[i] for k, v in inputs.items()}, blobs) for i in range(n)]
+        return {b: np.stack([p[b] for p in per]) for b in blobs}
+
+
+def evaluate(fp32: tuple[str | Path, str | Path], int8: tuple[str | Path, str | Path],
+             images: str | Path | Sequence[str | Path], *, labels: str | Path | None = None,
+             mean: Sequence[float] = (), norm: Sequence[float] = (), shape: Sequence[int] = (),
+             pixel: str = "BGR", backend: str = "ncnn", batch_size: int = 8, limit: int | None = None,
+             progress: bool = False) -> EvalResult:
+    """Evaluate ``int8`` against ``fp32`` (each ``(param, bin)``) on ``images`` (list file, directory or paths)."""
+    from ncnnc.core.calibration import batches, input_specs, load_batch
+    from ncnnc.frontends.ncnn import load
+    from tqdm import tqdm
+
+    g32, g8 = load(*fp32), load(*int8)
+    if g32.outputs != g8.outputs or g32.inputs != g8.inputs:
+        raise NcnncError(f"the models differ: inputs {g32.inputs} / {g8.inputs}, outputs {g32.outputs} / {g8.outputs}",
+                         str(int8[0]))
+    specs = input_specs(g32, [images if isinstance(images, (str, Path)) else list(images)],
+                        mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
+                        shape=[list(shape)] if shape else [], pixel=[pixel])
+    paths = specs[0].paths[:limit] if limit else specs[0].paths
+    classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
+    outputs = g32.outputs
+    layers = {b: d for b, d in _quantized_outputs(g8).items() if b not in outputs}
+    want = outputs + list(layers)
+    r32, r8 = _Runner(Path(fp32[0]), Path(fp32[1]), g32, backend), _Runner(Path(int8[0]), Path(int8[1]), g8, backend)
+    out32, out8, cos_sum = [], [], dict.fromkeys(layers, 0.0)
+    with tqdm(total=len(paths), desc="eval", unit="img", disable=not progress) as bar:
+        for indices in batches(specs, batch_size, len(paths)):
+            batch = load_batch(specs, indices)
+            a, b = r32.run(batch, want), r8.run(batch, want)
+            out32.append(np.concatenate([a[o].reshape(len(indices), -1) for o in outputs], 1))
+            out8.append(np.concatenate([b[o].reshape(len(indices), -1) for o in outputs], 1))
+            for blob, divisor in layers.items():
+                x = a[blob].reshape(len(indices), -1).astype(np.float64)
+                y = b[blob].reshape(len(indices), -1).astype(np.float64) / divisor
+                den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+                cos_sum[blob] += float(np.sum(np.where(den > 0, np.sum(x * y, 1) / np.where(den > 0, den, 1), 1.0)))
+            bar.update(len(indices))
+    y32, y8 = np.concatenate(out32), np.concatenate(out8)
+    result = EvalResult(len(paths), backend)
+    result.agreement = float(np.mean(y32.argmax(1) == y8.argmax(1)))
+    result.max_output_diff = float(np.abs(y32 - y8).max())
+    producers = {layer.outputs[0]: layer.name for layer in g8.layers if layer.outputs}
+    result.layer_cosine = sorted(((producers[b], s / len(paths)) for b, s in cos_sum.items()), key=lambda t: t[1])
+    if classes is not None:
+        truth = np.array(classes)
+        for name, y in (("fp32", y32), ("int8", y8)):
+            top5 = np.argsort(-y, axis=1)[:, :5]
+            result.top1[name] = float(np.mean(top5[:, 0] == truth))
+            result.top5[name] = float(np.mean(np.any(top5 == truth[:, None], axis=1)))
+    return result

@@ -1,0 +1,204 @@
+"""The whole pipeline in one call: load -> optimize -> calibrate -> (mixed precision) -> quantize -> write.
+
+>>> import ncnnc  # doctest: +SKIP
+>>> result = ncnnc.compile(["squeezenet_v1.1.param", "squeezenet_v1.1.bin"], calib="images/",
+...                        mean=[104, 117, 123], norm=[1, 1, 1], shape=[227, 227, 3], out_dir="out")
+>>> print(result.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ncnnc.core.errors import NcnncError
+from ncnnc.core.ir import Graph
+from ncnnc.core.table import WEIGHT_SUFFIX, CalibrationTable
+
+OUTPUT_NAMES = ("model.param", "model.bin", "model.table")
+
+
+@dataclass
+class CompileResult:
+    """The compiled graph, its table, what each stage did and how long it took."""
+
+    graph: Graph
+    table: CalibrationTable | None
+    stages: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    fp32_bytes: int = 0
+    out_bytes: int = 0
+    written: list[Path] = field(default_factory=list)
+    quantize_report: object = None
+    mixed_precision: object = None
+
+    def summary(self) -> str:
+        """The closing summary: per stage time and outcome, sizes, files written."""
+        lines = [f"  {stage:<16}{seconds:7.2f} s  {self.notes.get(stage, '')}"
+                 for stage, seconds in self.stages.items()]
+        ratio = self.out_bytes / self.fp32_bytes if self.fp32_bytes else 0.0
+        lines.append(f"  size: fp32 .bin {self.fp32_bytes} bytes -> {self.out_bytes} bytes ({ratio:.3f}x)")
+        if self.written:
+            lines.append("  wrote " + ", ".join(str(p) for p in self.written))
+        return "\n".join(lines)
+
+
+def _comment_out(table: CalibrationTable, names: Iterable[str]) -> CalibrationTable:
+    """A copy of ``table`` with the lines of ``names`` commented out (they stay fp32 when re-quantized)."""
+    out = CalibrationTable(dict(table.weight_scales), dict(table.input_scales), set(table.commented),
+                           list(table.comments))
+    for name in names:
+        if name in out.weight_scales:
+            scales = out.weight_scales.pop(name)
+            out.comments.append(f"#{name}{WEIGHT_SUFFIX} " + " ".join(f"{float(s):f}" for s in np.ravel(scales)))
+        if name in out.input_scales:
+            out.comments.append(f"#{name} {out.input_scales.pop(name):f}")
+        out.commented.add(name)
+    return out
+
+
+def _fp32_size(graph: Graph) -> int:
+    from ncnnc.backends.ncnn_writer import bin_bytes, convert_storage
+
+    copy = graph.copy()
+    convert_storage(copy, "fp32")
+    return len(bin_bytes(copy))
+
+
+def _load(model: Graph | str | Path | Sequence[str | Path]) -> tuple[Graph, str]:
+    from ncnnc.core.frontend import load_model
+
+    if isinstance(model, Graph):
+        return model.copy(), model.name or "<graph>"
+    paths = [str(model)] if isinstance(model, (str, Path)) else [str(p) for p in model]
+    return load_model(paths), paths[0]
+
+
+def _calibration_inputs(graph: Graph, calib, mean, norm, shape, pixel, count: int) -> dict[str, np.ndarray]:
+    """Up to ``count`` calibration images spread evenly over the set, preprocessed, batched."""
+    from ncnnc.core.calibration import input_specs, load_batch
+
+    specs = input_specs(graph, [calib], mean=[mean] if mean else [], norm=[norm] if norm else [],
+                        shape=[shape] if shape else [], pixel=[pixel] if pixel else [])
+    total = len(specs[0].paths)
+    picks = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
+    return load_batch(specs, picks)  # type: ignore[arg-type]
+
+
+def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = True,
+            calib: str | Path | Sequence[str | Path] | None = None, mean: Sequence[float] = (),
+            norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
+            method_params: dict | None = None, fp32_layers: Iterable[str] = (),
+            auto_mixed_precision: bool = False, target_cos: float = 0.99, amp_images: int = 16,
+            threads: int = 1, out_dir: str | Path | None = None, progress: bool = False,
+            log: Callable[[str], None] | None = None) -> CompileResult:
+    """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.
+
+    ``calib`` (a list file, a directory, or image paths) and the preprocessing (``mean``, ``norm``,
+    ``shape`` ``[w, h, c]``, ``pixel``) are ncnn2table's; ``method`` names a calibrator.
+    ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
+    until the worst calibration image's output cosine reaches ``target_cos`` (measured on
+    ``amp_images`` images).  With ``out_dir`` the model is written as ``model.param``,
+    ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
+    """
+    from ncnnc.core.calibration import calibrate
+    from ncnnc.core.optimize import optimize
+    from ncnnc.plugins.quantizer import check_fp32_model, quantize
+
+    say = log or (lambda message: print(message, file=sys.stderr) if progress else None)
+    fp32_layers = list(fp32_layers)
+    if int8 and calib is None:
+        raise NcnncError("--int8 needs calibration images (--calib LIST_OR_DIR)")
+    start = time.perf_counter()
+    graph, source = _load(model)
+    check_fp32_model(graph, source)
+    result = CompileResult(graph, None, fp32_bytes=_fp32_size(graph))
+    result.stages["load"] = time.perf_counter() - start
+    result.notes["load"] = f"{source}: {len(graph)} layers"
+
+    t = time.perf_counter()
+    say("optimizing ...")
+    opt = optimize(graph)
+    result.stages["optimize"] = time.perf_counter() - t
+    result.notes["optimize"] = (f"layers {opt.layers_before} -> {opt.layers_after} "
+                                f"({opt.layers_before - opt.layers_after} fused or removed)")
+    out_graph, table = graph, None
+    if int8:
+        t = time.perf_counter()
+        say(f"calibrating ({method}) ...")
+        cal = calibrate(graph, lists=[calib] if isinstance(calib, (str, Path)) else [list(calib)],  # type: ignore
+                        method=method, params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
+                        pixel=pixel, threads=threads, progress=progress)
+        table = cal.table
+        result.stages["calibrate"] = time.perf_counter() - t
+        result.notes["calibrate"] = cal.summary()
+        reasons: dict[str, str] = {}
+        if auto_mixed_precision:
+            t = time.perf_counter()
+            reasons = _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images,
+                                       fp32_layers, progress, result)
+            result.stages["mixed precision"] = time.perf_counter() - t
+        t = time.perf_counter()
+        quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source)
+        out_graph = quantized.graph
+        table = _comment_out(table, list(quantized.report.kept_fp32))
+        result.quantize_report = quantized.report
+        result.stages["quantize"] = time.perf_counter() - t
+        report = quantized.report
+        result.notes["quantize"] = (f"int8 {len(report.quantized)} layers (requantize fusion on "
+                                    f"{len(report.requantized)}), weight-only int8 {len(report.dynamic)}, "
+                                    f"kept fp32 {len(report.kept_fp32)}"
+                                    + "".join(f"\n{'':28}fp32 {n}: {why}" for n, why in report.kept_fp32.items()))
+    else:
+        from ncnnc.backends.ncnn_writer import convert_storage
+
+        convert_storage(out_graph, "fp16")
+    result.graph, result.table = out_graph, table
+    from ncnnc.backends.ncnn_writer import bin_bytes, param_text
+
+    data = bin_bytes(out_graph)
+    result.out_bytes = len(data)
+    if out_dir is not None:
+        result.written = _write(Path(out_dir), param_text(out_graph), data, table)
+    result.stages["total"] = time.perf_counter() - start
+    return result
+
+
+def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,
+                     progress, result) -> dict[str, str]:
+    from ncnnc.core.mixed_precision import choose_fp32_layers
+    from tqdm import tqdm
+
+    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images)
+    with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
+        def tick(message: str) -> None:
+            bar.set_postfix_str(message[-60:])
+            bar.update(1)
+
+        amp = choose_fp32_layers(graph, table, inputs, target_cos=target_cos, fp32_layers=fp32_layers,
+                                 progress=tick)
+    result.mixed_precision = amp
+    result.notes["mixed precision"] = (f"{len(amp.sensitivity)} layers measured on {len(next(iter(inputs.values())))} "
+                                       f"images; worst output cosine {amp.int8_cosine:.5f} -> {amp.final_cosine:.5f}, "
+                                       f"{len(amp.fp32_layers)} kept fp32 (target {target_cos})")
+    return amp.fp32_layers
+
+
+def _write(out_dir: Path, param: str, data: bytes, table: CalibrationTable | None) -> list[Path]:
+    from ncnnc.core.fileio import atomic_outputs
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NcnncError(f"cannot create the output directory: {e.strerror}", str(out_dir)) from None
+    paths = [out_dir / name for name in OUTPUT_NAMES[: 3 if table is not None else 2]]
+    with atomic_outputs(*paths) as temps:
+        temps[0].write_text(param)
+        temps[1].write_bytes(data)
+        if table is not None:
+            temps[2].write_text(table.to_text())
+    return paths
