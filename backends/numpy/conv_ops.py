@@ -96,10 +96,13 @@ class _ConvBase(Op):
         n = x.shape[0]
         if self.kh == self.kw == 1 and self.sh == self.sw == 1:
             cols = x.reshape(n, self.group, self.cin_g, oh * ow)
-        else:
-            taps = windows(x, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
-            cols = np.stack(taps, axis=2).reshape(n, self.group, self.cin_g * self.kh * self.kw, oh * ow)
-        out = np.matmul(self.wmat, cols)  # (N, G, out_g, P)
+            return np.matmul(self.wmat, cols).reshape(n, self.n, oh, ow)
+        # im2col one sample at a time: the column matrix of a whole batch would not stay in cache
+        out = np.empty((n, self.group, self.out_g, oh * ow), np.float32)
+        for i in range(n):
+            taps = windows(x[i], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+            cols = np.stack(taps, axis=1).reshape(self.group, self.cin_g * self.kh * self.kw, oh * ow)
+            np.matmul(self.wmat, cols, out=out[i])
         return out.reshape(n, self.n, oh, ow)
 
     def _depthwise(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
