@@ -15,7 +15,7 @@ from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 from ncnnc.core.passes import DEFAULT_LEVEL, Pass, PassManager, PassReport
 
-STORAGES = {"fp32": "fp32", "fp16": "fp16"}
+STORAGES = ("fp32", "fp16")
 
 
 def storage_from_flag(flag: int | str | None) -> str | None:

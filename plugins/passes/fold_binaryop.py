@@ -44,7 +44,8 @@ def _per_channel_constant(graph: Graph, m: Match) -> bool:
         return False
     out, result = shape(graph, layer.outputs[0]), shape(graph, op.outputs[0])
     if out is not None and result is not None:
-        return out == result and (len(out) != 2 or md_shape == (n,))
+        # a 2-D output (InnerProduct on rows) may broadcast a 1-D constant per row: not a bias
+        return out == result and len(out) != 2
     # shapes unknown: a w=channels constant broadcasts per channel over any convolution output
     return layer.type != "InnerProduct" and md_shape == (n,)
 
