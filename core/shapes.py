@@ -151,7 +151,7 @@ def _pooling(layer: Layer, ins: list[Shape]) -> list[Shape]:
             "UnaryOp", "Softmax", "Dropout", "Noop", "GroupNorm", "InstanceNorm", "LayerNorm", "Normalize",
             "LRN", "Quantize", "Dequantize", "Requantize", "ShuffleChannel")
 def _same(layer: Layer, ins: list[Shape]) -> list[Shape]:
-    return [ins[0]]
+    return [ins[0]] if ins else []  # an input-less Noop produces nothing with a known shape
 
 
 @shape_rule("Split")
