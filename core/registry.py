@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "ncnnc.plugins.calibrators.minmax",
     "ncnnc.plugins.calibrators.percentile",
     "ncnnc.plugins.calibrators.mse",
+    "ncnnc.plugins.calibrators.eq",
 )
 """Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
 
