@@ -239,13 +239,11 @@ def test_concat_slice_softmax(shape, axis):
     compare(b.build(), {"x": rand(0, *shape), "y": rand(1, *shape)})
 
 
-# 3-D shapes keep h * w a multiple of 4: the runtime harness hands ncnn a Mat whose channel step is
-# unaligned otherwise, and ncnn's x86 Crop then reads the wrong channel.
 CROPS = [
-    ((3, 6, 8), {0: 1, 1: 2, 2: 1, 3: 4, 4: 3, 5: 2}),
-    ((3, 6, 8), {0: 1, 1: 1, 2: 0, 3: -233, 4: -233, 5: -233, 6: 1, 7: 2, 8: 1}),
-    ((3, 6, 8), {9: [1, -3], 10: [-1, 6], 11: [1, 2]}),
-    ((3, 6, 8), {9: [1], 10: [3], 11: [0]}),
+    ((3, 6, 7), {0: 1, 1: 2, 2: 1, 3: 4, 4: 3, 5: 2}),
+    ((3, 6, 7), {0: 1, 1: 1, 2: 0, 3: -233, 4: -233, 5: -233, 6: 1, 7: 2, 8: 1}),
+    ((3, 6, 7), {9: [1, -3], 10: [-1, 6], 11: [1, 2]}),
+    ((3, 6, 7), {9: [1], 10: [3], 11: [0]}),
     ((6, 7), {0: 2, 1: 1, 3: 3, 4: 2}),
     ((9,), {0: 2, 3: 4}),
     ((9,), {9: [-4], 10: [-1]}),
@@ -259,9 +257,9 @@ def test_crop(shape, params):
 
 def test_crop_to_reference():
     b = GraphBuilder()
-    x, ref = b.input("x", (4, 6, 8)), b.input("ref", (2, 3, 4))
+    x, ref = b.input("x", (4, 6, 7)), b.input("ref", (2, 3, 4))
     b.layer("Crop", [x, ref], {0: 1, 1: 2, 2: 1})
-    compare(b.build(), {"x": rand(0, 4, 6, 8), "ref": rand(1, 2, 3, 4)})
+    compare(b.build(), {"x": rand(0, 4, 6, 7), "ref": rand(1, 2, 3, 4)})
 
 
 RESHAPES = [
