@@ -21,6 +21,8 @@ COMMANDS = (
     "plugins",
     "run",
     "quantize",
+    "table",
+    "calibrate",
 )
 """Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
 

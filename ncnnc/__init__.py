@@ -10,6 +10,7 @@ The Python API mirrors the command line::
 
 from ncnnc.backends.ncnn_writer import save as save_model
 from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.calibration import calibrate as calibrate
 from ncnnc.core.frontend import load_model
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.optimize import optimize as optimize
