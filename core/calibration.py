@@ -142,7 +142,8 @@ def activation_scale(threshold: float) -> float:
     """``127 / threshold`` in float32 as ncnn2table computes it; 1.0 when that is not finite/positive."""
     if not threshold > 0:
         return FALLBACK_SCALE
-    scale = float(np.float32(INT8_MAX) / np.float32(threshold))
+    with np.errstate(over="ignore"):
+        scale = float(np.float32(INT8_MAX) / np.float32(threshold))
     return scale if math.isfinite(scale) and scale > 0 else FALLBACK_SCALE
 
 
@@ -527,6 +528,17 @@ class _Pool:
                 proc.join()
 
 
+def observe_pass(graph: Graph, specs: Sequence[InputSpec], stats: dict[str, Calibrator], *,
+                 batch_size: int = 8) -> dict[str, Calibrator]:
+    """One pass of these images through the model, fed to ``stats`` (blob -> calibrator), in place.
+
+    The building block for sharding by hand (other processes or machines): run pass 1 on every
+    shard, merge, call ``next_pass``, give each shard a copy, run pass 2, merge, and so on.
+    """
+    _Shard(graph, specs, batches(specs, batch_size), list(stats), 0).run_pass(stats, False, lambda n: None)
+    return stats
+
+
 def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence[str],
                        make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = 8,
                        limit: int | None = None, cache_mb: int = 1024,
@@ -593,7 +605,8 @@ class RefineContext:
     """What a factory's ``refine`` gets: the model, the table to adjust in place, and data access.
 
     ``batches(limit)`` yields ``{blob: (N, ...)}`` input batches of the first ``limit`` images;
-    ``params`` are the method's resolved parameters.
+    ``params`` are the method's resolved parameters; ``progress(desc, total)`` starts a progress
+    bar and returns its ``update(n)``.
     """
 
     graph: Graph
@@ -603,7 +616,7 @@ class RefineContext:
     specs: list[InputSpec]
     batch_size: int
     threads: int
-    progress: Callable[[str, int], Callable[[int], None]] | None = None
+    progress: Callable[[str, int], Callable[[int], None]] = lambda desc, total: (lambda n: None)
 
     def batches(self, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Input batches of the first ``limit`` images (all if None)."""
@@ -665,27 +678,26 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     blobs = list(dict.fromkeys(t.source for t in targets))
     count = len(specs[0].paths)
 
-    stats = collect_statistics(graph, specs, blobs, lambda: factory.make(resolved), threads=threads,
-                               batch_size=batch_size, cache_mb=cache_mb,
-                               progress=(lambda k, n: _refine_progress(f"{method} pass {k + 1}/{n}", count))
-                               if progress else None)
-
-    table = CalibrationTable()
-    layers = []
-    for t in targets:
-        table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
-    for t in targets:
-        cal = stats[t.source]
-        threshold = cal.threshold()
-        table.input_scales[t.name] = cal.scale()
-        layers.append(LayerReport(t.name, t.blob, cal.absmax, threshold, cal.scale()))
-    if factory.refine is not None:
-        ctx = RefineContext(graph, targets, table, resolved, specs, batch_size, threads,
-                            _refine_progress if progress else None)
-        factory.refine(ctx)
-        for rep in layers:
-            rep.scale = table.input_scales[rep.name]
-            rep.threshold = INT8_MAX / rep.scale
+    bars = _ProgressBars(progress)
+    try:
+        stats = collect_statistics(graph, specs, blobs, lambda: factory.make(resolved), threads=threads,
+                                   batch_size=batch_size, cache_mb=cache_mb,
+                                   progress=lambda k, n: bars.new(f"{method} pass {k + 1}/{n}", count))
+        table = CalibrationTable()
+        layers = []
+        for t in targets:
+            table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
+        for t in targets:
+            cal = stats[t.source]
+            table.input_scales[t.name] = cal.scale()
+            layers.append(LayerReport(t.name, t.blob, cal.absmax, cal.threshold(), cal.scale()))
+        if factory.refine is not None:
+            factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new))
+            for rep in layers:
+                rep.scale = table.input_scales[rep.name]
+                rep.threshold = INT8_MAX / rep.scale
+    finally:
+        bars.close()
     if out is not None:
         table.save(out)
     return CalibrationResult(table, layers, method, count, time.perf_counter() - start)
@@ -699,23 +711,24 @@ def _per_input(values: Sequence[Any]) -> list[Any]:
     return values
 
 
-def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
+class _ProgressBars:
+    """tqdm bars over images (shown on a terminal only); all closed at the end, error or not."""
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False)
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: list[Any] = []
 
+    def new(self, desc: str, total: int) -> Callable[[int], None]:
+        """A new bar; returns its ``update(n)``."""
+        if not self.enabled:
+            return lambda n: None
+        from tqdm import tqdm
 
-def _refine_progress(desc: str, total: int) -> Callable[[int], None]:
-    """A tqdm bar for a refine stage; returns its ``update`` (the bar closes when full)."""
-    bar = _progress_bar(True, total, desc)
-    done = [0]
+        bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None)
+        self.bars.append(bar)
+        return bar.update
 
-    def update(n: int) -> None:
-        done[0] += n
-        bar.update(n)
-        if done[0] >= total:
+    def close(self) -> None:
+        """Close every bar."""
+        for bar in self.bars:
             bar.close()
-
-    return update

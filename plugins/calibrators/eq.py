@@ -213,14 +213,13 @@ def refine(ctx: RefineContext) -> None:
     interp = Interpreter(ctx.graph)
     wanted = list(dict.fromkeys(b for s in searches for b in (s.target.blob, s.target.layer.outputs[0])))
     for stage in ("weights", "input"):
-        tick = ctx.progress(f"eq: {stage} scales", count) if ctx.progress else None
+        tick = ctx.progress(f"eq: {stage} scales", count)
         for inputs in ctx.batches(int(p["images"])):
             blobs = interp.run(inputs, outputs=wanted)
             for s in searches:
                 x, y = blobs[s.target.blob], blobs[s.target.layer.outputs[0]]
                 (s.observe_weights if stage == "weights" else s.observe_input)(x, y)
-            if tick:
-                tick(len(next(iter(inputs.values()))))
+            tick(len(next(iter(inputs.values()))))
         for s in searches:
             (s.choose_weights if stage == "weights" else s.choose_input)()
     for s in searches:

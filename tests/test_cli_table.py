@@ -1,0 +1,183 @@
+"""``ncnnc table`` (ncnn2table's command line) and ``ncnnc calibrate``: the real model and images,
+bad input, determinism, eq, and a calibrator installed from outside through an entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ncnnc.backends.ncnn_writer import save
+from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.cli import main
+from ncnnc.core.table import CalibrationTable
+
+NCNN_ARGS = ["mean=[104,117,123]", "norm=[1,1,1]", "shape=[227,227,3]", "pixel=BGR"]
+
+
+@pytest.fixture(scope="module")
+def model(squeezenet_dir: Path) -> list[str]:
+    m = squeezenet_dir / "ncnn-reference" / "squeezenet_v1.1-opt32"
+    return [str(m) + ".param", str(m) + ".bin"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, image_paths) -> Path:
+    lst = tmp_path_factory.mktemp("lists") / "images.txt"
+    lst.write_text("".join(f"{p}\n" for p in image_paths[:3]))
+    return lst
+
+
+def _table(model, lst, out, *extra, expect=0, capsys=None):
+    code = main(["table", *model, str(lst), str(out), *extra])
+    assert code == expect
+    return code
+
+
+def test_ncnn2table_command_line(model, images, tmp_path, capsys):
+    out = tmp_path / "kl.table"
+    _table(model, images, out, *NCNN_ARGS, "thread=1", "method=kl")
+    summary = capsys.readouterr().out
+    assert "calibrated 26 layers with kl on 3 images" in summary and str(out) in summary
+    table = CalibrationTable.load(out)
+    assert len(table.weight_scales) == len(table.input_scales) == 26
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("conv1_param_0 187.389053 246.536499 ")  # as ncnn2table writes it
+    assert lines[26].startswith("conv1 ") and lines[26].endswith(" ")
+    # same command again, and with two worker processes: the same bytes
+    _table(model, images, tmp_path / "again.table", *NCNN_ARGS, "thread=1", "method=kl")
+    _table(model, images, tmp_path / "two.table", *NCNN_ARGS, "thread=2", "method=kl")
+    assert out.read_bytes() == (tmp_path / "again.table").read_bytes() == (tmp_path / "two.table").read_bytes()
+    # ncnnc calibrate with --options gives the same table
+    assert main(["calibrate", *model, str(images), str(tmp_path / "opt.table"), "--mean", "104,117,123",
+                 "--norm", "1,1,1", "--shape", "227,227,3", "--pixel", "BGR", "--method", "kl", "-v"]) == 0
+    report = capsys.readouterr().out
+    assert "fire9/expand3x3" in report and "threshold =" in report
+    assert (tmp_path / "opt.table").read_bytes() == out.read_bytes()
+
+
+def test_eq_works_on_squeezenet(model, images, tmp_path):
+    out = tmp_path / "eq.table"
+    _table(model, images, out, *NCNN_ARGS, "method=eq", "images=1", "steps=3")
+    kl = tmp_path / "kl.table"
+    _table(model, images, kl, *NCNN_ARGS, "method=kl")
+    eq_t, kl_t = CalibrationTable.load(out), CalibrationTable.load(kl)
+    assert list(eq_t.input_scales) == list(kl_t.input_scales)
+    for name, scale in eq_t.input_scales.items():  # each scale is one of the 3 candidates (or kept)
+        grid = kl_t.input_scales[name] * np.array([0.5, 1.0, 1.5])
+        assert np.min(np.abs(grid - scale) / scale) < 1e-4 or scale == kl_t.input_scales[name]
+
+
+@pytest.mark.parametrize("case", ["missing list", "unreadable image", "empty list", "zero images",
+                                  "shape does not fit", "unknown method", "bad key value", "second list"])
+def test_bad_input(model, images, tmp_path, capsys, case):
+    lst = tmp_path / "list.txt"
+    args = list(NCNN_ARGS)
+    if case == "missing list":
+        lst = tmp_path / "nope.txt"
+    elif case == "unreadable image":
+        bad = tmp_path / "broken.jpg"
+        bad.write_bytes(b"not a jpeg at all")
+        lst.write_text(images.read_text() + f"{bad}\n")
+    elif case == "empty list":
+        lst.write_text("")
+    elif case == "zero images":
+        lst.write_text("\n  \n\n")
+    elif case == "shape does not fit":
+        lst = images
+        args = ["mean=[104]", "norm=[1]", "shape=[227,227,1]", "pixel=GRAY"]
+    elif case == "unknown method":
+        lst, args = images, [*args, "method=magic"]
+    elif case == "bad key value":
+        lst, args = images, [*args, "thread=two"]
+    else:
+        lst = Path(f"{images},{images}")
+    out = tmp_path / "out.table"
+    assert main(["table", *model, str(lst), str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ncnnc table: error: ") and len(err.splitlines()) == 1, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.table")]
+    expected = {"missing list": "nope.txt", "unreadable image": "broken.jpg", "empty list": "zero images",
+                "zero images": "zero images", "shape does not fit": "does not fit the model",
+                "unknown method": "no calibrator named 'magic'", "bad key value": "thread=two",
+                "second list": "1 input(s)"}[case]
+    assert expected in err
+
+
+# -- a calibrator from outside, installed through a real entry point ---------------------------------
+PLUGIN = '''
+"""A minimal outside calibrator: a fraction of the absmax."""
+import numpy as np
+from ncnnc.core.calibration import Calibrator, CalibratorFactory, CalibratorParam
+from ncnnc.core.hookspecs import hookimpl
+
+
+class FractionOfMax(Calibrator):
+    def __init__(self, fraction=0.5):
+        self.fraction, self.peak = fraction, 0.0
+
+    def observe(self, batch):
+        self.peak = max(self.peak, float(np.abs(batch).max()))
+
+    def merge(self, other):
+        self.peak = max(self.peak, other.peak)
+
+    def threshold(self):
+        return self.peak * self.fraction
+
+
+@hookimpl
+def ncnnc_calibrators():
+    return [CalibratorFactory("fracmax", "a fraction of the absmax", FractionOfMax,
+                              params=(CalibratorParam("fraction", 0.5, "the fraction"),))]
+'''
+
+
+def _tiny_model(tmp_path: Path) -> tuple[list[str], Path]:
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.input("data", (2, 6, 6))
+    c = b.layer("Convolution", [x], {0: 3, 1: 1, 5: 0, 6: 6}, {"weight": rng.standard_normal((3, 2, 1, 1))})
+    b.layer("InnerProduct", [c], {0: 4, 1: 0, 2: 4 * 108}, {"weight": rng.standard_normal((4, 108))})
+    param, binf = tmp_path / "tiny.param", tmp_path / "tiny.bin"
+    save(b.build(), param, binf)
+    paths = []
+    for i in range(4):
+        np.save(tmp_path / f"t{i}.npy", rng.standard_normal((2, 6, 6)).astype(np.float32) * (i + 1))
+        paths.append(str(tmp_path / f"t{i}.npy"))
+    lst = tmp_path / "npy.txt"
+    lst.write_text("\n".join(paths) + "\n")
+    return [str(param), str(binf)], lst
+
+
+def test_outside_calibrator_through_entry_point(tmp_path):
+    site = tmp_path / "site"
+    (site / "fracmax_plugin.py").parent.mkdir()
+    (site / "fracmax_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    dist = site / "ncnnc_fracmax-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncnnc-fracmax\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[ncnnc]\nfracmax = fracmax_plugin\n")
+    model, lst = _tiny_model(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+    def ncnnc(*args):
+        return subprocess.run([sys.executable, "-m", "ncnnc", *args], env=env, capture_output=True, text=True)
+
+    listed = ncnnc("plugins", "calibrators")
+    assert "fracmax" in listed.stdout and "ncnnc-fracmax 0.1" in listed.stdout, listed
+    run = ncnnc("table", *model, str(lst), str(tmp_path / "f.table"), "shape=[6,6,2]", "type=1",
+                "method=fracmax", "fraction=0.25")
+    assert run.returncode == 0, run.stderr
+    ref = ncnnc("table", *model, str(lst), str(tmp_path / "m.table"), "shape=[6,6,2]", "type=1", "method=minmax")
+    assert ref.returncode == 0, ref.stderr
+    frac, mm = CalibrationTable.load(tmp_path / "f.table"), CalibrationTable.load(tmp_path / "m.table")
+    for name, scale in mm.input_scales.items():
+        assert frac.input_scales[name] == pytest.approx(4 * scale, rel=1e-5)
+    bad = ncnnc("table", *model, str(lst), str(tmp_path / "x.table"), "shape=[6,6,2]", "type=1",
+                "method=fracmax", "ratio=3")
+    assert bad.returncode == 2 and "no parameter 'ratio' (parameters: fraction)" in bad.stderr
