@@ -181,3 +181,40 @@ def test_outside_calibrator_through_entry_point(tmp_path):
     bad = ncnnc("table", *model, str(lst), str(tmp_path / "x.table"), "shape=[6,6,2]", "type=1",
                 "method=fracmax", "ratio=3")
     assert bad.returncode == 2 and "no parameter 'ratio' (parameters: fraction)" in bad.stderr
+
+
+def test_two_inputs_with_their_own_settings(tmp_path, image_paths):
+    """Comma-separated lists, one mean/norm/shape/pixel per input, routed to the right input."""
+    from ncnnc.core.preprocess import load_image, substract_mean_normalize
+
+    rng = np.random.default_rng(1)
+    b = GraphBuilder()
+    xa, xb = b.input("a", (3, 16, 16)), b.input("b", (1, 8, 8))
+    b.layer("Convolution", [xa], {0: 2, 1: 1, 6: 6}, {"weight": rng.standard_normal((2, 3, 1, 1))}, name="conv_a")
+    b.layer("Convolution", [xb], {0: 2, 1: 1, 6: 2}, {"weight": rng.standard_normal((2, 1, 1, 1))}, name="conv_b")
+    param, binf = tmp_path / "two.param", tmp_path / "two.bin"
+    save(b.build(), param, binf)
+    la, lb = tmp_path / "a.txt", tmp_path / "b.txt"
+    la.write_text(f"{image_paths[0]}\n{image_paths[1]}\n")
+    lb.write_text(f"{image_paths[2]}\n{image_paths[3]}\n")
+    out = tmp_path / "two.table"
+    assert main(["table", str(param), str(binf), f"{la},{lb}", str(out), "mean=[1,2,3],[100]",
+                 "norm=[1,1,1],[0.5]", "shape=[16,16,3],[8,8]", "pixel=BGR,GRAY", "method=minmax"]) == 0
+    table = CalibrationTable.load(out)
+    for layer, paths, pixel, shape, mean, norm in (("conv_a", image_paths[:2], "BGR", (16, 16), [1, 2, 3], [1, 1, 1]),
+                                                   ("conv_b", image_paths[2:4], "GRAY", (8, 8), [100], [0.5])):
+        absmax = max(float(np.abs(substract_mean_normalize(load_image(p, pixel, shape), mean, norm)).max())
+                     for p in paths)
+        assert table.input_scales[layer] == pytest.approx(127 / absmax, rel=1e-6)
+
+
+def test_table_round_trip_with_comments(model, images, tmp_path):
+    """A commented-out layer stays commented; the table reads back to the same bytes."""
+    out = tmp_path / "t.table"
+    assert main(["table", *model, str(images), str(out), *NCNN_ARGS, "method=minmax"]) == 0
+    lines = out.read_text().splitlines()
+    text = "\n".join(f"#{line}" if line.startswith("conv10") else line for line in lines) + "\n"
+    table = CalibrationTable.parse(text)
+    assert "conv10" in table.commented and "conv10" not in table.input_scales
+    assert CalibrationTable.parse(table.to_text()).to_text() == table.to_text()
+    assert sorted(x.strip() for x in table.to_text().splitlines()) == sorted(x.strip() for x in text.splitlines())
