@@ -430,16 +430,17 @@ class _Shard:
                 for blob, value in self.cache[i].items():
                     _observe(stats, blob, value)
             else:
-                seen: dict[str, np.ndarray] = {}
+                kept: dict[str, np.ndarray] = {}
 
-                def observe(name: str, value: np.ndarray, seen: dict = seen) -> None:
+                def observe(name: str, value: np.ndarray, kept: dict = kept) -> None:
                     _observe(stats, name, value)
-                    seen[name] = value
+                    if keep:
+                        kept[name] = value
 
                 self._interpreter().run(load_batch(self.specs, indices), outputs=self.blobs, observe=observe)
-                size = sum(v.nbytes for v in seen.values())
+                size = sum(v.nbytes for v in kept.values())
                 if keep and size <= self.cache_left:
-                    self.cache[i] = seen
+                    self.cache[i] = kept
                     self.cache_left -= size
             tick(len(indices))
 
