@@ -24,16 +24,32 @@ BINARY: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     9: lambda a, b: np.power(b, a),
     10: np.arctan2,
     11: lambda a, b: np.arctan2(b, a),
+    12: np.fmod,
+    13: lambda a, b: np.fmod(b, a),
+    14: np.logaddexp,
+    15: lambda a, b: np.floor(a / b),
+    16: lambda a, b: np.floor(b / a),
+    17: lambda a, b: a - b * np.rint(a / b),
+    18: lambda a, b: b - a * np.rint(b / a),
 }
-"""BinaryOp ``0=op_type`` -> ``f(a, b)``."""
+"""BinaryOp ``0=op_type`` -> ``f(a, b)``: 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 pow, 7-9 reversed
+sub/div/pow, 10 atan2, 11 reversed atan2, 12 fmod, 13 reversed fmod, 14 logaddexp, 15 floor division,
+16 reversed floor division, 17 remainder (IEEE: ``a - b * rint(a / b)``), 18 reversed remainder.
+(The runtime's SIMD forms of 13/17/18 can differ from the exact value where the quotient is exactly an
+integer or half-integer.)"""
 
 UNARY: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     0: np.abs, 1: np.negative, 2: np.floor, 3: np.ceil, 4: np.square, 5: np.sqrt,
     6: lambda x: 1 / np.sqrt(x), 7: np.exp, 8: np.log, 9: np.sin, 10: np.cos, 11: np.tan,
     12: np.arcsin, 13: np.arccos, 14: np.arctan, 15: lambda x: 1 / x, 16: np.tanh, 17: np.log10,
-    18: np.rint, 19: np.trunc,
+    18: np.rint, 19: np.trunc, 20: np.sign, 21: np.expm1, 22: np.sinh, 23: np.arcsinh, 24: np.cosh,
+    25: np.arccosh, 26: np.arctanh, 27: np.log1p,
 }
-"""UnaryOp ``0=op_type`` -> ``f(x)``."""
+"""UnaryOp ``0=op_type`` -> ``f(x)``: 0 abs, 1 neg, 2 floor, 3 ceil, 4 square, 5 sqrt, 6 rsqrt, 7 exp, 8 log,
+9 sin, 10 cos, 11 tan, 12 asin, 13 acos, 14 atan, 15 reciprocal, 16 tanh, 17 log10, 18 round (half to even),
+19 trunc, 20 sign, 21 expm1, 22 sinh, 23 asinh, 24 cosh, 25 acosh, 26 atanh, 27 log1p.  Outside a
+function's domain the runtime's SIMD paths may give other values than NaN (acosh of x < 1 gives
+log(FLT_MIN) in full SIMD lanes); these ops give NaN there."""
 
 
 def expand_for_binary(shape: tuple[int, ...], other: tuple[int, ...]) -> tuple[int, ...]:

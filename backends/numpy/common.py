@@ -55,3 +55,16 @@ def np_axis(axis: int, dims: int) -> int:
 def per_channel(values: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Shape 1-D per-"channel" values (ncnn axis 0) to broadcast against batched ``x``."""
     return values.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def as_image(x: np.ndarray) -> np.ndarray:
+    """A batched 1-D, 2-D or 3-D blob as ncnn's image layers (convolution, pooling) see it: ``(N, c, h, w)``.
+
+    A 1-D blob ``(w,)`` is one channel of one row, ``(1, 1, w)``; a 2-D blob ``(h, w)`` one channel,
+    ``(1, h, w)``.  Callers refuse 4-D blobs (they belong to the 3-D layer types).
+    """
+    if x.ndim == 2:
+        return x[:, None, None, :]
+    if x.ndim == 3:
+        return x[:, None]
+    return x

@@ -2,12 +2,17 @@
 
 Convolutions run as im2col + one matrix product per group over the whole batch; depthwise
 convolutions (one input and one output channel per group) as a sum of shifted, scaled views.
+A 1-D blob ``(w,)`` is convolved as a one-channel ``(1, 1, w)`` image and a 2-D blob ``(h, w)`` as a
+one-channel ``(1, h, w)`` image, as ncnn does; ncnn's border copy pads a 1-D blob along w only, so
+top/bottom padding is ignored there (and a kernel taller than one row is refused: the runtime reads
+outside the blob).  A plain Convolution with a 1x1 kernel on a 1-D blob is ncnn's InnerProduct
+compatibility path instead (output ``(num_output,)``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from ncnnc.backends.numpy.common import activate
+from ncnnc.backends.numpy.common import activate, as_image
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 
@@ -77,10 +82,18 @@ class _ConvBase(Op):
         self.act, self.act_params = p["activation_type"], p["activation_params"]
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """``x (N, C, H, W) -> (N, num_output, OH, OW)``."""
-        _n, _c, h, w = x.shape
+        """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images."""
+        if x.ndim > 4:
+            raise self.unsupported("on a 4-D blob")
+        flat = x.ndim == 2
         ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
+        if flat and ext_h > 1:
+            raise self.unsupported(f"with a kernel {ext_h} rows high on a 1-D blob")
+        x = as_image(x)
+        _n, _c, h, w = x.shape
         top, bottom, left, right = _pad_amounts(self.p, w, h, ext_w, ext_h, self.sw, self.sh)
+        if flat:
+            top = bottom = 0
         x = pad_hw(x, top, bottom, left, right, self.p["pad_value"])
         hp, wp = x.shape[2:]
         oh, ow = (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
@@ -118,6 +131,23 @@ class _ConvBase(Op):
 class Convolution(_ConvBase):
     """2-D convolution with fused bias and activation."""
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """As :meth:`_ConvBase.run`; a 1-D blob under a 1x1 kernel is multiplied by the weight matrix."""
+        if x.ndim == 2 and self.kw == self.kh == 1:
+            return self._inner_product(x)
+        return super().run(x)
+
+    def _inner_product(self, x: np.ndarray) -> np.ndarray:
+        """ncnn's deprecated path: a flattened blob through a 1x1 Convolution is an InnerProduct."""
+        num_input = self.cin_g
+        if x.shape[1] != num_input:
+            raise self.unsupported(f"with a 1x1 kernel on a 1-D blob of {x.shape[1]} elements (the weight "
+                                   f"expects {num_input}; ncnn would read past or short of the blob)")
+        out = x @ self.wmat.reshape(self.n, num_input).T
+        if self.bias is not None:
+            out += self.bias.reshape(1, -1)
+        return activate(out, self.act, self.act_params, f"layer {self.layer.name}")
+
 
 @register_op("ConvolutionDepthWise")
 class ConvolutionDepthWise(_ConvBase):
@@ -151,7 +181,10 @@ class _DeconvBase(Op):
         self.act, self.act_params = p["activation_type"], p["activation_params"]
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """``x (N, C, H, W) -> (N, num_output, OH, OW)``."""
+        """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images."""
+        if x.ndim > 4:
+            raise self.unsupported("on a 4-D blob")
+        x = as_image(x)
         p = self.p
         n, _c, h, w = x.shape
         ext_w, ext_h = self.dw * (self.kw - 1) + 1, self.dh * (self.kh - 1) + 1
@@ -204,7 +237,8 @@ class DeconvolutionDepthWise(_DeconvBase):
 
 @register_op("InnerProduct")
 class InnerProduct(Op):
-    """Fully connected layer; a 2-D input whose rows match the weight is processed row by row."""
+    """Fully connected layer; a 2-D input whose rows match the weight is processed row by row
+    (even a single row: ``(1, num_input)`` gives ``(1, num_output)``, as in the runtime)."""
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
@@ -215,7 +249,7 @@ class InnerProduct(Op):
     def run(self, x: np.ndarray) -> np.ndarray:
         """``(N, ...) -> (N, num_output)``, or ``(N, h, num_input) -> (N, h, num_output)``."""
         num_input = self.weight_t.shape[0]
-        if x.ndim == 3 and x.shape[2] == num_input and x.shape[1] > 1:
+        if x.ndim == 3 and x.shape[2] == num_input:
             out = np.matmul(x, self.weight_t)
         else:
             out = x.reshape(x.shape[0], -1) @ self.weight_t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from ncnnc.backends.numpy.common import as_image
 from ncnnc.backends.numpy.conv_ops import half, pad_hw, windows
 from ncnnc.backends.numpy.registry import Op, register_op
 
@@ -12,10 +13,21 @@ FLT_MAX = np.float32(3.4028234663852886e38)
 @register_op("Pooling")
 class Pooling(Op):
     """ncnn Pooling: ``0=`` type (0 max, 1 avg), ``4=`` global, ``5=`` pad_mode (0 full, 1 valid,
-    2 SAME_UPPER, 3 SAME_LOWER), ``6=`` avgpool_count_include_pad, ``7=`` adaptive with ``8=/18=``."""
+    2 SAME_UPPER, 3 SAME_LOWER), ``6=`` avgpool_count_include_pad, ``7=`` adaptive with ``8=/18=``.
+
+    A 1-D or 2-D blob is pooled as a one-channel image (``(1, 1, w)`` / ``(1, h, w)``), so its result is
+    3-D, or ``(1,)`` for global pooling.  ncnn pads a 1-D blob along w only (its window must be one row
+    high), while the average's pad_top/pad_bottom bounds still apply.  A window lying entirely in the
+    padding gives ``-FLT_MAX`` (max) and, without ``avgpool_count_include_pad``, ``0 / 0 = NaN``
+    (average).  All of this as in the runtime.
+    """
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``(N, C, H, W) -> (N, C, OH, OW)``, or ``(N, C)`` for global pooling."""
+        if x.ndim > 4:  # the runtime pools only the first depth slice of each channel: use Pooling3D
+            raise self.unsupported("on a 4-D blob")
+        flat = x.ndim == 2
+        x = as_image(x)
         p = self.p
         is_max = p["pooling_type"] == 0
         if p["pooling_type"] not in (0, 1):
@@ -24,7 +36,7 @@ class Pooling(Op):
             return x.max(axis=(2, 3)) if is_max else x.mean(axis=(2, 3), dtype=np.float32)
         if p["adaptive_pooling"]:
             return self._adaptive(x, is_max)
-        return self._windowed(x, is_max)
+        return self._windowed(x, is_max, flat)
 
     def _adaptive(self, x: np.ndarray, is_max: bool) -> np.ndarray:
         n, c, h, w = x.shape
@@ -42,9 +54,11 @@ class Pooling(Op):
                     region.sum(axis=(2, 3), dtype=np.float32) / np.float32((y1 - y0) * (x1 - x0))
         return out
 
-    def _windowed(self, x: np.ndarray, is_max: bool) -> np.ndarray:
+    def _windowed(self, x: np.ndarray, is_max: bool, flat: bool) -> np.ndarray:
         p = self.p
         kw, kh, sw, sh = p["kernel_w"], p["kernel_h"], p["stride_w"], p["stride_h"]
+        if flat and kh > 1:
+            raise self.unsupported(f"with a window {kh} rows high on a 1-D blob")
         left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
         h, w = x.shape[2:]
         mode = p["pad_mode"]
@@ -68,6 +82,8 @@ class Pooling(Op):
                 pads = (0, 0, 0, 0)
         else:
             raise self.unsupported(f"pad_mode {mode}")
+        if flat:
+            pads = (0, 0, *pads[2:])
         xb = pad_hw(x, *pads, value=-FLT_MAX if is_max else 0.0)
         hb, wb = xb.shape[2:]
         oh, ow = (hb - kh) // sh + 1, (wb - kw) // sw + 1

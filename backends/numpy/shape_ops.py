@@ -3,6 +3,7 @@ ShuffleChannel, Dropout, Noop, MemoryData.  Axes are ncnn's (batch is not an ncn
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,8 +11,9 @@ from ncnnc.backends.numpy.common import np_axis
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 
-PERMUTE_3D = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 0, 2), 3: (1, 2, 0), 4: (2, 0, 1), 5: (2, 1, 0)}
-"""Permute ``order_type`` of a 3-D blob -> numpy axes of ``(c, h, w)`` (ncnn names orders by w,h,c)."""
+PERMUTES = {dims: list(itertools.permutations(range(dims))) for dims in (3, 4)}
+"""Permute ``order_type`` of a 3-D / 4-D blob -> numpy axes of ``(c, h, w)`` / ``(c, d, h, w)``: the
+order types number the axis permutations in lexicographic order (0-5 for 3-D, 0-23 for 4-D)."""
 
 
 @register_op("Concat")
@@ -64,13 +66,17 @@ class Slice(Op):
 
 @register_op("Crop")
 class Crop(Op):
-    """Crop by offsets and sizes, by numpy-style ``starts/ends/axes``, or to a reference blob's shape."""
+    """Crop by offsets and sizes, by numpy-style ``starts/ends/axes``, or to a reference blob's shape.
+
+    Offsets and sizes are ncnn's per-axis params (w, h, d, c; d for 4-D blobs only).  On a 4-D blob the
+    reference must be 4-D too (with another rank the runtime reads outside the blob) and the
+    ``0=-233`` form (offsets and sizes as the reference's values) is refused, as by the runtime.
+    """
 
     def run(self, x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
-        dims = x.ndim - 1
-        if dims > 3:
-            raise self.unsupported("on 4-D blobs")
         shape = x.shape[1:]
+        if len(shape) == 4 and ref is not None and (ref.ndim != 5 or self.p["woffset"] == -233):
+            raise self.unsupported("of a 4-D blob by a reference that is not a 4-D blob shape")
         offsets, sizes = self._roi(shape, ref)
         index = (slice(None), *tuple(slice(o, o + s) for o, s in zip(offsets, sizes)))
         return x[index]
@@ -79,8 +85,9 @@ class Crop(Op):
         """Offsets and sizes per numpy axis of one sample."""
         p = self.p
         dims = len(shape)
-        # ncnn parameter order is (w, h, c); numpy order of a sample is (c, h, w)[-dims:]
-        off_whc = [p["woffset"], p["hoffset"], p["coffset"]][:dims]
+        # ncnn parameter order is (w, h, [d,] c); numpy order of a sample is the reverse
+        keys = ("w", "h", "d", "c") if dims == 4 else ("w", "h", "c")[:dims]
+        off_whc = [p[f"{k}offset"] for k in keys]
         if ref is not None:
             if p["woffset"] == -233:
                 vals = [int(v) for v in ref[0].ravel()]
@@ -103,8 +110,8 @@ class Crop(Op):
                 offsets[axis] = start if start >= 0 else n + start
                 sizes[axis] = min(n, end if end > 0 else n + end) - offsets[axis]
             return offsets, sizes
-        off2_whc = [p["woffset2"], p["hoffset2"], p["coffset2"]][:dims]
-        out_whc = [p["outw"], p["outh"], p["outc"]][:dims]
+        off2_whc = [p[f"{k}offset2"] for k in keys]
+        out_whc = [p[f"out{k}"] for k in keys]
         ext_whc = list(reversed(shape))
         size_whc = []
         for n, o1, o2, out in zip(ext_whc, off_whc, off2_whc, out_whc):
@@ -144,7 +151,7 @@ class Flatten(Op):
 
 @register_op("Permute")
 class Permute(Op):
-    """Reorder the axes of a 2-D (order 0/1) or 3-D (order 0-5) blob."""
+    """Reorder the axes of a 2-D (order 0/1), 3-D (order 0-5) or 4-D (order 0-23) blob."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
         order, dims = self.p["order_type"], x.ndim - 1
@@ -152,15 +159,16 @@ class Permute(Op):
             return x
         if dims == 2:
             return np.ascontiguousarray(x.transpose(0, 2, 1))
-        if dims == 3 and order in PERMUTE_3D:
-            return np.ascontiguousarray(x.transpose((0, *(a + 1 for a in PERMUTE_3D[order]))))
+        if order < len(PERMUTES[dims]):
+            return np.ascontiguousarray(x.transpose((0, *(a + 1 for a in PERMUTES[dims][order]))))
         raise self.unsupported(f"order_type {order} on a {dims}-D blob")
 
 
 @register_op("Padding")
 class Padding(Op):
-    """Pad h/w (``0-3=`` top bottom left right) and channels (``7=front 8=behind``): constant (per
-    channel from weights when ``6=`` is set), replicate or reflect (``4=type`` 0/1/2)."""
+    """Pad h/w (``0-3=`` top bottom left right) and ``7=front 8=behind`` (channels of a 3-D blob, depth
+    of a 4-D blob): constant (per channel from weights when ``6=`` is set), replicate or reflect
+    (``4=type`` 0/1/2)."""
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
@@ -172,9 +180,8 @@ class Padding(Op):
         top, bottom, left, right = p["top"], p["bottom"], p["left"], p["right"]
         front, behind = p["front"], p["behind"]
         widths = {1: [(left, right)], 2: [(top, bottom), (left, right)],
-                  3: [(front, behind), (top, bottom), (left, right)]}.get(dims)
-        if widths is None:
-            raise self.unsupported("on 4-D blobs")
+                  3: [(front, behind), (top, bottom), (left, right)],
+                  4: [(0, 0), (front, behind), (top, bottom), (left, right)]}[dims]
         widths = [(0, 0), *widths]
         ptype = p["type"]
         if ptype == 1:
@@ -184,10 +191,11 @@ class Padding(Op):
         if ptype != 0:
             raise self.unsupported(f"type {ptype}")
         out = np.pad(x, widths, constant_values=np.float32(p["value"]))
-        if self.per_channel is not None and dims == 3:
-            inner = out[:, front: front + x.shape[1], top: top + x.shape[2], left: left + x.shape[3]].copy()
-            out[...] = self.per_channel.reshape(1, -1, 1, 1)[:, : out.shape[1]]
-            out[:, front: front + x.shape[1], top: top + x.shape[2], left: left + x.shape[3]] = inner
+        if self.per_channel is not None and dims >= 3:
+            inner = tuple(slice(lo, lo + n) for (lo, _hi), n in zip(widths, x.shape))
+            values = self.per_channel.reshape((1, -1) + (1,) * (dims - 1))[:, : out.shape[1]]
+            out[...] = values
+            out[inner] = x
         return out
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.errors import NcnncError, UnsupportedError
 from ncnnc.core.ir import Graph
 
 FEW = settings(max_examples=12, deadline=None, derandomize=True)
@@ -185,7 +186,7 @@ SHAPES = [(2, 3, 4), (3, 4), (4,), (1,), (2, 1, 1), (2, 3, 1), (2, 1, 4), (1, 3,
 
 
 @FEW
-@given(op=st.integers(0, 11), a=st.sampled_from(SHAPES), b=st.sampled_from(SHAPES), seed=st.integers(0, 99))
+@given(op=st.integers(0, 18), a=st.sampled_from(SHAPES), b=st.sampled_from(SHAPES), seed=st.integers(0, 99))
 def test_binaryop_broadcast(op, a, b, seed):
     def fits(s, t):  # ncnn's rule: lift the lower-rank operand, then sizes must match or be 1
         from ncnnc.backends.numpy.arith_ops import expand_for_binary
@@ -202,15 +203,18 @@ def test_binaryop_broadcast(op, a, b, seed):
     compare(gb.build(), {"a": rand(seed, *a, low=low, high=2), "b": rand(seed + 1, *b, low=low, high=2)})
 
 
-@pytest.mark.parametrize("op", range(12))
+@pytest.mark.parametrize("op", range(19))
 def test_binaryop_scalar(op):
     graph = one_layer("BinaryOp", (2, 3, 4), {0: op, 1: 1, 2: 1.5})
     compare(graph, {"data": rand(0, 2, 3, 4, low=0.2, high=2)})
 
 
-@pytest.mark.parametrize("op", range(20))
+UNARY_DOMAINS = {25: (1.05, 3.0), 26: (-0.95, 0.95), 27: (-0.9, 2.5)}
+
+
+@pytest.mark.parametrize("op", range(28))
 def test_unaryop(op):
-    low, high = (0.1, 0.9) if op in (5, 6, 8, 12, 13, 15, 17) else (-2.5, 2.5)
+    low, high = (0.1, 0.9) if op in (5, 6, 8, 12, 13, 15, 17) else UNARY_DOMAINS.get(op, (-2.5, 2.5))
     x = rand(op, 2, 3, 4, low=low, high=high)
     if op == 18:
         x = np.round(x * 4) / 4 + 0.01  # avoid exact .5 ties whose rounding mode ncnn leaves to the CPU
@@ -351,3 +355,182 @@ def test_interp(mode, by_size, align, oh, ow, hs, seed):
 def test_interp_1d_and_2d(mode):
     compare(one_layer("Interp", (3,), {0: mode, 3: 4, 4: 5}), {"data": rand(0, 3)})
     compare(one_layer("Interp", (4, 6), {0: mode, 2: 2.0}), {"data": rand(0, 4, 6)})
+
+
+@pytest.mark.parametrize("op", range(12, 19))
+def test_binaryop_modulo_family(op):
+    """fmod, logaddexp, floor division and remainder (and their reversed forms) on many elements."""
+    gb = GraphBuilder()
+    xa, xb = gb.input("a", (3, 8, 9)), gb.input("b", (3, 8, 9))
+    gb.layer("BinaryOp", [xa, xb], {0: op})
+    b = rand(op + 1, 3, 8, 9, low=-3, high=3)
+    b[np.abs(b) < 0.05] = 0.5
+    compare(gb.build(), {"a": rand(op, 3, 8, 9, low=-3, high=3), "b": b})
+
+
+REDUCE_SHAPES = [(7,), (3, 5), (2, 3, 4), (2, 3, 4, 5)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(op=st.integers(0, 10), shape=st.sampled_from(REDUCE_SHAPES), reduce_all=st.booleans(),
+       axes=st.lists(st.integers(-4, 3), max_size=3), keepdims=st.integers(0, 1),
+       coeff=st.sampled_from([1.0, 0.5, -2.0]), seed=st.integers(0, 99))
+def test_reduction(op, shape, reduce_all, axes, keepdims, coeff, seed):
+    dims = len(shape)
+    axes = sorted({a % dims for a in axes if -dims <= a < dims})
+    axes = [a - dims if a % 2 else a for a in axes]  # mix negative and positive spellings
+    params = {0: op, 1: int(reduce_all), 2: coeff, 3: axes, 4: keepdims, 5: 1}
+    # positive sums for log-sum, factors near 1 for the product
+    low, high = {6: (0.7, 1.3), 9: (0.1, 1.0)}.get(op, (-2.0, 2.0))
+    compare(one_layer("Reduction", shape, params), {"data": rand(seed, *shape, low=low, high=high)})
+
+
+@pytest.mark.parametrize("op", [0, 3, 4, 8])
+def test_reduction_without_axes_keeps_the_blob(op):
+    compare(one_layer("Reduction", (2, 3, 4), {0: op, 1: 0, 3: [], 5: 1}), {"data": rand(op, 2, 3, 4)})
+
+
+def test_reduction_old_axes_refused_like_the_runtime():
+    graph = one_layer("Reduction", (2, 3, 4), {0: 0, 1: 0, 3: [1]})
+    with pytest.raises(UnsupportedError, match="too old"):
+        Interpreter(graph)
+    with pytest.raises(NcnncError, match="cannot load"):
+        run_graph(graph, {"data": rand(0, 2, 3, 4)})
+
+
+CONV_ON_SMALL_BLOBS = [
+    ("Convolution", (6,), {0: 4, 1: 1, 5: 1, 9: 2, 10: [0.1]}, 4 * 6),  # 1x1 on 1-D: InnerProduct path
+    ("Convolution", (6,), {0: 4, 1: 3, 11: 1, 4: 1}, 4 * 3),
+    ("Convolution", (5, 6), {0: 4, 1: 3, 4: -233, 5: 1, 9: 1}, 4 * 9),
+    ("Convolution", (5, 6), {0: 3, 1: 1, 3: 2}, 3),
+    ("ConvolutionDepthWise", (5, 6), {0: 2, 1: 3, 7: 1, 5: 1}, 2 * 9),
+    ("ConvolutionDepthWise", (6,), {0: 3, 1: 3, 11: 1, 7: 1, 4: 1}, 3 * 3),  # 1x1 here: runtime reads garbage
+    ("Deconvolution", (6,), {0: 4, 1: 3, 11: 1, 3: 2, 5: 1}, 4 * 3),
+    ("Deconvolution", (5, 6), {0: 2, 1: 3, 3: 2, 4: 1}, 2 * 9),
+    ("DeconvolutionDepthWise", (6,), {0: 2, 1: 1, 7: 1}, 2),
+]
+
+
+@pytest.mark.parametrize("ltype,shape,params,size", CONV_ON_SMALL_BLOBS)
+def test_convolution_of_1d_and_2d_blobs(ltype, shape, params, size):
+    weights = {"weight": rand(7, size)}
+    if params.get(5):
+        weights["bias"] = rand(8, params[0])
+    graph = one_layer(ltype, shape, {**params, 6: size}, weights)
+    compare(graph, {"data": rand(0, *shape)})
+
+
+def test_convolution_1x1_of_mismatched_1d_blob_is_refused():
+    graph = one_layer("Convolution", (6,), {0: 4, 1: 1, 6: 4 * 5}, {"weight": rand(0, 4 * 5)})
+    with pytest.raises(UnsupportedError, match="1-D blob"):
+        Interpreter(graph).run({"data": rand(0, 1, 6)})
+
+
+@pytest.mark.parametrize("shape", [(1, 6), (4, 6)])
+def test_innerproduct_rows_of_2d_blob(shape):
+    graph = one_layer("InnerProduct", shape, {0: 3, 1: 1, 2: 18}, {"weight": rand(1, 18), "bias": rand(2, 3)})
+    compare(graph, {"data": rand(0, *shape)})
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 6)])
+@pytest.mark.parametrize("params", [{4: 1}, {1: 2, 11: 1, 2: 2}, {1: 3, 11: 1, 2: 2, 3: 1, 5: 1},
+                                    {1: 2, 11: 1, 2: 1, 5: 2}, {7: 1, 8: 3, 18: 2}])
+@pytest.mark.parametrize("ptype", [0, 1])
+def test_pooling_of_1d_and_2d_blobs(shape, params, ptype):
+    """A 1-D blob is one row (windows one row high, top/bottom padding ignored), a 2-D blob one channel."""
+    if len(shape) == 2 and 11 in params:
+        params = {**params, 11: params[1]}
+    compare(one_layer("Pooling", shape, {0: ptype, **params}), {"data": rand(0, *shape)})
+
+
+@pytest.mark.parametrize("shape,params", [((2, 3, 4, 5), {0: 0, 4: 1}), ((7,), {0: 0, 1: 2, 2: 2})])
+def test_pooling_refused_where_the_runtime_reads_outside_the_blob(shape, params):
+    """4-D blobs (the runtime pools the first depth slice only) and 1-D blobs under a window two rows high."""
+    with pytest.raises(UnsupportedError, match="D blob"):
+        Interpreter(one_layer("Pooling", shape, params)).run({"data": rand(0, 1, *shape)})
+
+
+@FEW
+@given(ptype=st.integers(0, 1), include=st.integers(0, 1), k=st.integers(1, 3), stride=st.integers(1, 3),
+       extra=st.integers(0, 2), mode=st.integers(0, 1), c=st.sampled_from([1, 3, 4, 8]), seed=st.integers(0, 99))
+def test_pooling_windows_inside_the_padding(ptype, include, k, stride, extra, mode, c, seed):
+    """Padding as large as the kernel or larger: windows of padding only give -FLT_MAX (max) and 0 or,
+    without count_include_pad, NaN (average), in the same places as the runtime."""
+    params = {0: ptype, 1: k, 2: stride, 3: k + extra, 5: mode, 6: include}
+    compare(one_layer("Pooling", (c, 5, 6), params), {"data": rand(seed, c, 5, 6)})
+
+
+SHAPE_4D = (2, 4, 5, 6)
+CROPS_4D = [
+    {0: 1, 1: 1, 13: 1, 2: 1, 3: 2, 4: 2, 14: 2, 5: 1},
+    {0: 1, 13: 2, 3: 3, 14: 1, 4: -233, 5: -233},
+    {0: 1, 1: 1, 13: 1, 2: 1, 3: -233, 4: -233, 14: -233, 5: -233, 6: 1, 7: 2, 15: 1, 8: 0},
+    {9: [1, -3], 10: [2, -1], 11: [-3, 1]},
+    {9: [1], 10: [-233], 11: [2]},
+    {9: [0, 1, 1, 2], 10: [1, 3, 4, 5]},
+]
+
+
+@pytest.mark.parametrize("params", CROPS_4D)
+def test_crop_4d(params):
+    compare(one_layer("Crop", SHAPE_4D, params), {"data": rand(0, *SHAPE_4D)})
+
+
+def test_crop_4d_to_reference():
+    b = GraphBuilder()
+    x, ref = b.input("x", SHAPE_4D), b.input("ref", (1, 2, 3, 4))
+    b.layer("Crop", [x, ref], {0: 1, 1: 1, 13: 1, 2: 1})
+    compare(b.build(), {"x": rand(0, *SHAPE_4D), "ref": rand(1, 1, 2, 3, 4)})
+    b = GraphBuilder()
+    x, ref = b.input("x", SHAPE_4D), b.input("ref", (2, 3, 4))
+    b.layer("Crop", [x, ref], {0: 1})
+    with pytest.raises(UnsupportedError, match="reference"):
+        Interpreter(b.build()).run({"x": rand(0, 1, *SHAPE_4D), "ref": rand(1, 1, 2, 3, 4)})
+
+
+PADDINGS_4D = [
+    {0: 1, 1: 2, 2: 0, 3: 1, 7: 1, 8: 2, 5: -1.5},
+    {0: 1, 1: 1, 2: 2, 3: 1, 7: 1, 8: 1, 4: 1},
+    {0: 1, 1: 2, 2: 1, 3: 2, 7: 2, 8: 1, 4: 2},
+]
+
+
+@pytest.mark.parametrize("params", PADDINGS_4D)
+def test_padding_4d(params):
+    compare(one_layer("Padding", SHAPE_4D, params), {"data": rand(0, *SHAPE_4D)})
+
+
+def test_padding_4d_per_channel():
+    graph = one_layer("Padding", SHAPE_4D, {0: 1, 2: 1, 3: 2, 7: 1, 8: 1, 6: 2}, {"per_channel_pad": rand(3, 2)})
+    compare(graph, {"data": rand(0, *SHAPE_4D)})
+
+
+@pytest.mark.parametrize("order", range(24))
+def test_permute_4d(order):
+    compare(one_layer("Permute", SHAPE_4D, {0: order}), {"data": rand(order, *SHAPE_4D)})
+
+
+@pytest.mark.parametrize("other", [(2,), (5,), (1,), (2, 3), (2, 3, 4), (2, 1, 4, 5), (1, 3, 1, 5), (2, 3, 4, 1)])
+@pytest.mark.parametrize("swap", [False, True])
+def test_binaryop_broadcast_4d(other, swap):
+    gb = GraphBuilder()
+    xa, xb = gb.input("a", (2, 3, 4, 5)), gb.input("b", other)
+    gb.layer("BinaryOp", [xb, xa] if swap else [xa, xb], {0: 1})
+    compare(gb.build(), {"a": rand(0, 2, 3, 4, 5), "b": rand(1, *other)})
+
+
+@pytest.mark.parametrize("ltype,shape,params,weights", [
+    ("Reduction", (2, 3, 4), {0: 3, 1: 0, 3: [0, 2], 4: 0, 5: 1}, {}),
+    ("Reduction", (7,), {0: 8, 1: 1}, {}),
+    ("Convolution", (6,), {0: 4, 1: 1, 6: 24}, {"weight": rand(0, 24)}),
+    ("Pooling", (7,), {0: 1, 1: 3, 11: 1, 2: 2, 3: 1}, {}),
+    ("Permute", SHAPE_4D, {0: 13}, {}),
+])
+def test_new_forms_batched_like_single(ltype, shape, params, weights):
+    """A batch of three gives each sample's single-sample result (up to BLAS summation order)."""
+    interp = Interpreter(one_layer(ltype, shape, params, weights))
+    batch = rand(5, 3, *shape)
+    out = next(iter(interp.run({"data": batch}).values()))
+    for i in range(3):
+        single = next(iter(interp.run({"data": batch[i: i + 1]}).values()))
+        np.testing.assert_allclose(out[i: i + 1], single, rtol=1e-6, atol=1e-7)
