@@ -4,7 +4,8 @@ The values are those of the 2048-bin histogram (``kl``'s), each bin's count spre
 the bin.  For a threshold ``T`` (step ``T / 127``, saturation at ``T``) the squared error of a value
 is its rounding error below ``126.5`` steps and ``(x - T)^2`` above; its integral over a bin has a
 closed form, so each candidate's error is exact for that model.  Candidates are ``T = t * absmax /
-2048`` for ``t = 16 ... 2048``; the smallest error wins (the first on ties).
+2048`` for ``t = 16 ... 2048``, searched coarse to fine: every 16th, then every one within 16 of
+the best coarse one; the smallest error wins (the first on ties).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from ncnnc.plugins.calibrators.histogram import NCNN_BINS, HistogramCalibratorMi
 
 MIN_BINS = 16
 """Smallest candidate threshold, in bins."""
+
+COARSE = 16
+"""Stride of the first, coarse sweep over the candidates."""
 
 
 def _rounding_error_integral(x: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -58,9 +62,11 @@ class MSECalibrator(HistogramCalibratorMixin, Calibrator):
         """The candidate ``t * absmax / 2048`` with the smallest squared error."""
         if not self.hist.nonzero:
             return 0.0
-        candidates = np.arange(MIN_BINS, NCNN_BINS + 1)
-        errors = mse_errors(self.hist.counts.astype(np.float64), float(self.hist.absmax), candidates)
-        return float(candidates[int(np.argmin(errors))] * float(self.hist.absmax) / NCNN_BINS)
+        hist, absmax = self.hist.counts.astype(np.float64), float(self.hist.absmax)
+        coarse = np.arange(MIN_BINS, NCNN_BINS + 1, COARSE)
+        best = int(coarse[np.argmin(mse_errors(hist, absmax, coarse))])
+        fine = np.arange(max(MIN_BINS, best - COARSE + 1), min(NCNN_BINS, best + COARSE - 1) + 1)
+        return float(fine[int(np.argmin(mse_errors(hist, absmax, fine)))] * absmax / NCNN_BINS)
 
 
 @hookimpl

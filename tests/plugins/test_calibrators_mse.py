@@ -64,3 +64,14 @@ def test_merge_is_exact():
     c.observe(x[1:])
     a.merge(c)
     assert a.threshold() == whole.threshold()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "relu", "laplace"])
+def test_coarse_to_fine_finds_the_full_sweeps_minimum(kind):
+    rng = np.random.default_rng(3)
+    x = {"gaussian": rng.standard_normal(200_000), "laplace": rng.laplace(size=200_000),
+         "relu": np.maximum(rng.standard_normal(200_000) * 2 + 0.3, 0)}[kind].astype(np.float32)
+    cal = _run(x[None])
+    candidates = np.arange(16, 2049)
+    errors = mse_errors(cal.hist.counts.astype(np.float64), cal.absmax, candidates)
+    assert cal.threshold() == pytest.approx(candidates[np.argmin(errors)] * cal.absmax / 2048, rel=1e-12)
