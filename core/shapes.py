@@ -6,6 +6,7 @@ Shapes are numpy-order tuples without batch: ``(c, h, w)``, ``(h, w)``, ``(w,)``
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -81,6 +82,8 @@ def _input(layer: Layer, ins: list[Shape]) -> list[Shape]:
 
 @shape_rule("Convolution", "ConvolutionDepthWise")
 def _conv(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if len(ins[0]) == 1 and layer.type == "Convolution" and layer.p("kernel_w") == layer.p("kernel_h") == 1:
+        return [(layer.p("num_output"),)]  # ncnn runs a 1x1 Convolution on a 1-D blob as an InnerProduct
     _, h, w = _spatial(ins[0])
     kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
     dw, dh = layer.p("dilation_w"), layer.p("dilation_h")
@@ -127,6 +130,8 @@ def _pooling(layer: Layer, ins: list[Shape]) -> list[Shape]:
     kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
     sw, sh = layer.p("stride_w"), layer.p("stride_h")
     left, right, top, bottom = (layer.p(k) for k in ("pad_left", "pad_right", "pad_top", "pad_bottom"))
+    if len(ins[0]) == 1:
+        top = bottom = 0  # ncnn pads a 1-D blob along w only
     mode = layer.p("pad_mode")
     if mode == 0:  # full padding: caffe-style ceil, extra pad on right/bottom
         wtail, htail = (w + left + right - kw) % sw, (h + top + bottom - kh) % sh
@@ -218,33 +223,37 @@ def _slice(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return outs
 
 
+_CROP_AXES = {  # numpy axis order: (out size param, offset param, second offset param)
+    4: (("outc", "coffset", "coffset2"), ("outd", "doffset", "doffset2"), ("outh", "hoffset", "hoffset2"),
+        ("outw", "woffset", "woffset2")),
+    3: (("outc", "coffset", "coffset2"), ("outh", "hoffset", "hoffset2"), ("outw", "woffset", "woffset2")),
+    2: (("outh", "hoffset", "hoffset2"), ("outw", "woffset", "woffset2")),
+    1: (("outw", "woffset", "woffset2"),),
+}
+
+
 @shape_rule("Crop")
 def _crop(layer: Layer, ins: list[Shape]) -> list[Shape]:
-    shape = list(ins[1] if len(ins) == 2 else ins[0])
+    shape = list(ins[0])
     if len(ins) == 2:
         ref = ins[1]
-        base = list(ins[0])
-        base[-len(ref):] = ref[-len(base):] if len(ref) >= len(base) else ref
-        return [tuple(base)]
+        n = min(len(ref), len(shape))
+        shape[len(shape) - n:] = ref[len(ref) - n:]
+        return [tuple(shape)]
     starts, ends, axes = layer.p("starts"), layer.p("ends"), layer.p("axes")
     if starts:
+        original = list(ins[0])
         axes = axes or list(range(len(starts)))
         for s, e, a in zip(starts, ends, axes):
             a = a + len(shape) if a < 0 else a
-            size = shape[a]
+            size = original[a]
             s = max(0, s + size if s < 0 else min(s, size))
             e = size if e >= size or e == -233 else (e + size if e < 0 else e)
             shape[a] = max(e - s, 0)
         return [tuple(shape)]
-    names = {3: ("outc", "outh", "outw"), 2: ("outh", "outw"), 1: ("outw",)}.get(len(shape), ())
-    offs2 = {"outw": "woffset2", "outh": "hoffset2", "outc": "coffset2"}
-    offs = {"outw": "woffset", "outh": "hoffset", "outc": "coffset"}
-    for i, name in enumerate(names):
-        want = layer.p(name)
-        if want > 0:
-            shape[i] = want
-        elif want == -233 or want == 0:
-            shape[i] = shape[i] - layer.p(offs[name]) - layer.p(offs2[name])
+    for i, (size_param, offset, offset2) in enumerate(_CROP_AXES[len(shape)]):
+        want = layer.p(size_param)
+        shape[i] = want if want > 0 else shape[i] - layer.p(offset) - layer.p(offset2)
     return [tuple(shape)]
 
 
@@ -276,8 +285,9 @@ def _flatten(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [(math.prod(ins[0]),)]
 
 
-_PERMUTES_3D = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 0, 2), 3: (1, 2, 0), 4: (2, 0, 1), 5: (2, 1, 0)}
-"""ncnn Permute order_type -> output (c, h, w) axes as indices into the input's (c, h, w)."""
+PERMUTES = {dims: list(itertools.permutations(range(dims))) for dims in (3, 4)}
+"""ncnn Permute ``order_type`` -> output axes as indices into the input's numpy axes: the order types
+number the permutations of ``(c, h, w)`` / ``(c, d, h, w)`` in lexicographic order."""
 
 
 @shape_rule("Permute")
@@ -286,9 +296,9 @@ def _permute(layer: Layer, ins: list[Shape]) -> list[Shape]:
     order = layer.p("order_type")
     if len(shape) == 2:
         return [shape if order == 0 else (shape[1], shape[0])]
-    if len(shape) == 3:
-        return [tuple(shape[i] for i in _PERMUTES_3D[order])]
-    raise UnsupportedError(f"Permute of a {len(shape)}-D blob", where=f"layer {layer.name}")
+    if len(shape) in PERMUTES and order < len(PERMUTES[len(shape)]):
+        return [tuple(shape[i] for i in PERMUTES[len(shape)][order])]
+    raise UnsupportedError(f"Permute order {order} of a {len(shape)}-D blob", where=f"layer {layer.name}")
 
 
 @shape_rule("Padding")
@@ -297,8 +307,10 @@ def _padding(layer: Layer, ins: list[Shape]) -> list[Shape]:
     shape[-1] += layer.p("left") + layer.p("right")
     if len(shape) >= 2:
         shape[-2] += layer.p("top") + layer.p("bottom")
-    if len(shape) >= 3:
+    if len(shape) == 3:
         shape[0] += layer.p("front") + layer.p("behind")
+    elif len(shape) == 4:
+        shape[1] += layer.p("front") + layer.p("behind")  # front/behind pad depth on a 4-D blob
     return [tuple(shape)]
 
 
@@ -325,7 +337,7 @@ def _memorydata(layer: Layer, ins: list[Shape]) -> list[Shape]:
 @shape_rule("Reduction")
 def _reduction(layer: Layer, ins: list[Shape]) -> list[Shape]:
     shape = ins[0]
-    if layer.p("reduce_all"):
+    if layer.p("reduce_all") or len(shape) == 1:  # a 1-D blob is always reduced whole
         return [tuple(1 for _ in shape) if layer.p("keepdims") else (1,)]
     axes = {a + len(shape) if a < 0 else a for a in layer.p("axes")}
     if layer.p("keepdims"):

@@ -103,3 +103,27 @@ def test_binaryop_broadcast(a, b):
 def test_squeezenet_every_blob(squeezenet_dir):
     graph = ncnn_frontend.load(squeezenet_dir / "squeezenet_v1.1.param", squeezenet_dir / "squeezenet_v1.1.bin")
     _check(graph, {"data": (3, 227, 227)})
+
+
+@pytest.mark.parametrize(("layer_type", "shape", "params"), [
+    ("Convolution", (6,), {0: 4, 1: 1, 6: 24}),
+    ("Convolution", (6,), {0: 4, 1: 3, 11: 1, 6: 12}),
+    ("Pooling", (7,), {0: 1, 1: 3, 11: 1, 3: 1}),
+    ("Reduction", (7,), {0: 0, 1: 0, 3: [], 5: 1}),
+    ("Reduction", (2, 3, 4, 5), {0: 0, 1: 0, 3: [1, 3], 5: 1}),
+    ("Crop", (2, 4, 5, 6), {0: 1, 1: 1, 13: 1, 2: 1, 3: 2, 4: 2, 14: 2, 5: 1}),
+    ("Crop", (2, 4, 5, 6), {9: [1, -3], 10: [2, -1], 11: [-3, 1]}),
+    ("Padding", (2, 4, 5, 6), {0: 1, 1: 2, 7: 1, 8: 2}),
+    ("Permute", (2, 4, 5, 6), {0: 10}),
+    ("Permute", (2, 4, 5, 6), {0: 23}),
+])
+def test_unusual_ranks_match_the_numpy_backend(layer_type, shape, params):
+    """Cases where the runtime itself misbehaves or crashes; the numpy backend (checked against the
+    runtime wherever the runtime is sound) is the reference."""
+    from ncnnc.backends.numpy import Interpreter
+
+    graph, _ = _single(layer_type, shape, params)
+    _with_weights(graph)
+    infer_shapes(graph)
+    out = Interpreter(graph).run({"in0": np.zeros((1, *shape), np.float32)})["y"]
+    assert graph.shapes["y"] == out.shape[1:]
