@@ -52,10 +52,9 @@ def test_pooling(k, s, pad, mode):
     _check(*_single("Pooling", (3, 11, 10), {0: 0, 1: k, 2: s, 3: pad, 5: mode}))
 
 
-@pytest.mark.parametrize(("k", "s", "pad", "out_pad"), list(itertools.product([2, 3], [1, 2], [0, 1], [0, 1])))
+@pytest.mark.parametrize(("k", "s", "pad", "out_pad"),
+                         [c for c in itertools.product([2, 3], [1, 2], [0, 1], [0, 1]) if c[3] < c[1]])
 def test_deconvolution(k, s, pad, out_pad):
-    if out_pad >= s:
-        pytest.skip("output padding must be smaller than the stride")
     _check(*_single("Deconvolution", (3, 5, 6), {0: 2, 1: k, 3: s, 4: pad, 18: out_pad, 6: 2 * 3 * k * k}))
 
 
