@@ -22,6 +22,9 @@ from ncnnc.core.table import CalibrationTable
 
 Progress = Callable[[str], None]
 
+DEFAULT_TARGET_COS = 0.995
+"""Default target: on SqueezeNet, 0.99 still lost 0.6 top-1 points on the 500 shared images, 0.995 none."""
+
 
 @dataclass
 class MixedPrecisionReport:
@@ -57,7 +60,7 @@ def _frontier(graph: Graph, index: int) -> list[str]:
 
 
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
-                       target_cos: float = 0.99, fp32_layers: Iterable[str] = (),
+                       target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
                        progress: Progress | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
+from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 from ncnnc.core.table import WEIGHT_SUFFIX, CalibrationTable
 
 OUTPUT_NAMES = ("model.param", "model.bin", "model.table")
@@ -93,7 +94,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             calib: str | Path | Sequence[str | Path] | None = None, mean: Sequence[float] = (),
             norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
-            auto_mixed_precision: bool = False, target_cos: float = 0.99, amp_images: int = 16,
+            auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             threads: int = 1, out_dir: str | Path | None = None, progress: bool = False,
             log: Callable[[str], None] | None = None) -> CompileResult:
     """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.

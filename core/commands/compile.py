@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 
 NAME = "compile"
 HELP = "optimize, calibrate and quantize a model into an int8 ncnn model in one go"
@@ -45,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="", help="layers to keep fp32")
     parser.add_argument("--auto-mixed-precision", action="store_true",
                         help="keep the layers int8 hurts most fp32 until --target-cos holds")
-    parser.add_argument("--target-cos", type=float, default=0.99, metavar="C",
-                        help="worst-image output cosine similarity to reach (default 0.99)")
+    parser.add_argument("--target-cos", type=float, default=DEFAULT_TARGET_COS, metavar="C",
+                        help=f"worst-image output cosine similarity to reach (default {DEFAULT_TARGET_COS})")
     parser.add_argument("--amp-images", type=int, default=16, metavar="N",
                         help="calibration images used to measure sensitivity (default 16)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
