@@ -13,12 +13,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 from ncnnc.core.table import WEIGHT_SUFFIX, CalibrationTable
+
+if TYPE_CHECKING:
+    from ncnnc.core.mixed_precision import MixedPrecisionReport
+    from ncnnc.plugins.quantizer import QuantizeReport
 
 OUTPUT_NAMES = ("model.param", "model.bin", "model.table")
 
@@ -34,8 +39,8 @@ class CompileResult:
     fp32_bytes: int = 0
     out_bytes: int = 0
     written: list[Path] = field(default_factory=list)
-    quantize_report: object = None
-    mixed_precision: object = None
+    quantize_report: QuantizeReport | None = None
+    mixed_precision: MixedPrecisionReport | None = None
 
     def summary(self) -> str:
         """The closing summary: per stage time and outcome, sizes, files written."""

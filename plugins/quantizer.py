@@ -12,6 +12,12 @@ What it does, in ncnn2int8's order (Tencent/ncnn ``tools/quantize/ncnn2int8.cpp`
    scale, so the runtime hands int8 straight to the next convolution.
 4. Every weight that stays float is stored fp16, load-type-1 blobs (biases, scales) raw fp32.
 
+Where it differs from ncnn2int8 (on purpose): a recurrent layer's ``weight_hc`` scale is taken over
+the whole row (ncnn2int8 scans ``input size`` elements of it, which clips or over-reads when the
+input size differs from ``num_output``); an all-zero row gets scale 1, not infinity; Gemm,
+MultiHeadAttention and SDPA are not quantized (ncnnc has no schema for them yet); a table that does
+not fit the model is an error instead of being ignored or crashing.
+
 Layers named in ``fp32_layers`` or commented out (``#``) in the table stay fp32.  Every choice
 is recorded in a :class:`QuantizeReport`.  Bad input (an int8 model, a table naming a layer the
 model does not have or a layer type with no int8 form, scale counts that do not match the
