@@ -84,6 +84,7 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
     """
     check_fp32_model(graph, model_path)
     graph = graph.copy()
+    no_table = table is None
     table = table or CalibrationTable()
     reasons = dict(fp32_reasons or {})
     keep = set(fp32_layers) | set(reasons)
@@ -101,7 +102,7 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
             _quantize_dynamic(layer)
             report.dynamic.append(layer.name)
         else:
-            why = _static_reason_to_skip(layer, table)
+            why = "no calibration table" if no_table else _static_reason_to_skip(layer, table)
             if why:
                 report.kept_fp32[layer.name] = why
             else:
