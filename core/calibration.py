@@ -390,8 +390,8 @@ def _weights_fit(layer: Layer, shape: tuple[int, ...]) -> bool:
     if "weight" not in layer.weights:
         return True
     size = layer.p("weight_data_size")
-    if layer.type == "InnerProduct":
-        return int(np.prod(shape)) * layer.p("num_output") == size
+    if layer.type == "InnerProduct":  # flattened, or row by row over a 2-D input
+        return size in (int(np.prod(shape)) * layer.p("num_output"), shape[-1] * layer.p("num_output"))
     channels = shape[0] if len(shape) == 3 else 1
     group = layer.p("group") if layer.type == "ConvolutionDepthWise" else 1
     return channels * layer.p("num_output") * layer.p("kernel_w") * layer.p("kernel_h") == size * group
