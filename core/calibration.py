@@ -404,9 +404,26 @@ def batches(specs: Sequence[InputSpec], batch_size: int, limit: int | None = Non
     return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def load_batch(specs: Sequence[InputSpec], indices: range) -> dict[str, np.ndarray]:
-    """The stacked, preprocessed inputs of a batch, ``{blob: (N, c, h, w)}``."""
-    return {s.blob: np.stack([s.load(i) for i in indices]) for s in specs}
+def load_batch(specs: Sequence[InputSpec], indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """The stacked, preprocessed inputs of a batch, ``{blob: (N, c, h, w)}`` (all of one size)."""
+    groups = load_groups(specs, indices)
+    if len(groups) > 1:
+        raise NcnncError("the images of a batch have different sizes (give shape= to resize them)",
+                         str(specs[0].paths[indices[0]]))
+    return groups[0]
+
+
+def load_groups(specs: Sequence[InputSpec], indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """A batch as runs of consecutive images of one size each, ``[{blob: (n, c, h, w)}, ...]``
+    (several runs only when inputs keep their own size, ``shape=[0,0]``)."""
+    tensors = [{s.blob: s.load(i) for s in specs} for i in indices]
+    groups: list[list[dict[str, np.ndarray]]] = []
+    for t in tensors:
+        if groups and all(groups[-1][0][b].shape == t[b].shape for b in t):
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return [{b: np.stack([t[b] for t in g]) for b in g[0]} for g in groups]
 
 
 class _Shard:
@@ -420,25 +437,29 @@ class _Shard:
                  blobs: Sequence[str], cache_bytes: int) -> None:
         self.graph, self.specs, self.plan, self.blobs = graph, specs, plan, list(blobs)
         self.cache_left = cache_bytes
-        self.cache: dict[int, dict[str, np.ndarray]] = {}
+        self.cache: dict[int, list[dict[str, np.ndarray]]] = {}
         self.interp: Any = None
 
     def run_pass(self, stats: dict[str, Calibrator], keep: bool, tick: Callable[[int], None]) -> None:
         """Feed every batch of the shard to ``stats``; ``keep``: cache what fits for later passes."""
         for i, indices in enumerate(self.plan):
             if i in self.cache:
-                for blob, value in self.cache[i].items():
-                    _observe(stats, blob, value)
+                for group in self.cache[i]:
+                    for blob, value in group.items():
+                        _observe(stats, blob, value)
             else:
-                kept: dict[str, np.ndarray] = {}
+                kept: list[dict[str, np.ndarray]] = []
+                for inputs in load_groups(self.specs, indices):
+                    seen: dict[str, np.ndarray] = {}
 
-                def observe(name: str, value: np.ndarray, kept: dict = kept) -> None:
-                    _observe(stats, name, value)
-                    if keep:
-                        kept[name] = value
+                    def observe(name: str, value: np.ndarray, seen: dict = seen) -> None:
+                        _observe(stats, name, value)
+                        if keep:
+                            seen[name] = value
 
-                self._interpreter().run(load_batch(self.specs, indices), outputs=self.blobs, observe=observe)
-                size = sum(v.nbytes for v in kept.values())
+                    self._interpreter().run(inputs, outputs=self.blobs, observe=observe)
+                    kept.append(seen)
+                size = sum(v.nbytes for group in kept for v in group.values())
                 if keep and size <= self.cache_left:
                     self.cache[i] = kept
                     self.cache_left -= size
@@ -622,7 +643,7 @@ class RefineContext:
     def batches(self, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Input batches of the first ``limit`` images (all if None)."""
         for indices in batches(self.specs, self.batch_size, limit):
-            yield load_batch(self.specs, indices)
+            yield from load_groups(self.specs, indices)
 
     def count(self, limit: int | None = None) -> int:
         """How many images ``batches(limit)`` yields."""

@@ -4,7 +4,8 @@ ncnn2table's form (``distribution=gaussian``, the default): the activations are 
 Gaussian whose sigma is estimated from the absmax ``M`` of one image's ``N`` values of the blob,
 ``sigma = 2 c M / sqrt(2 ln N)`` with ``c = 0.175 (1 + sqrt(pi ln 4))``, and clipped at
 ``alpha_8 sigma`` with ``alpha_8 = 3.92403714`` (the MSE-optimal Gaussian clip for 8 bits).  ``M``
-is the absmax over all images; ``N`` is the element count of one image's blob.  Weights get the
+is the absmax over all images; ``N`` is the element count of one image's blob (the largest one,
+when images keep their own sizes: ncnn2table takes whichever image came last).  Weights get the
 same clip per output channel (``weights="aciq"``).
 
 ``distribution=laplace``: ``b`` = mean ``|x|`` over every value seen, clip at ``alpha b`` where
@@ -56,7 +57,7 @@ class ACIQCalibrator(Calibrator):
         if not np.isfinite(m):
             raise ValueError("activation is not finite (inf or NaN)")
         self._absmax = max(self._absmax, m)
-        self.per_image = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
+        self.per_image = max(self.per_image, int(np.prod(a.shape[1:])) if a.ndim > 1 else 1)
         self.count += a.size
         if self.distribution == "laplace":
             self.abs_sum += _exact_sum(a)
@@ -64,7 +65,7 @@ class ACIQCalibrator(Calibrator):
     def merge(self, other: ACIQCalibrator) -> None:
         """Max of absmax, sums of counts."""
         self._absmax = max(self._absmax, other._absmax)
-        self.per_image = self.per_image or other.per_image
+        self.per_image = max(self.per_image, other.per_image)
         self.count += other.count
         self.abs_sum += other.abs_sum
 

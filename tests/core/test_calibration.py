@@ -258,3 +258,28 @@ def test_reference_tables(opt32, reference, image_paths):
             deviations.append(abs(cal.scale() / ref.input_scales[t.name] - 1))
         median, largest = ACTIVATION_TOLERANCE[method]
         assert np.median(deviations) < median and max(deviations) < largest, (method, deviations)
+
+
+def test_images_of_their_own_size(tmp_path: Path, image_paths):
+    """shape=[0,0] keeps each image's size: batches are split into runs of one size."""
+    b = GraphBuilder()
+    x = b.input("data", (3, 8, 8))
+    _conv(b, _conv(b, x, 4, 3, 3, stride=2), 4, 4, 1)
+    g = b.build()
+    from PIL import Image
+
+    sizes = [Image.open(p).size for p in image_paths[:5]]
+    assert len(set(sizes)) > 1
+    for method in ("kl", "aciq"):
+        one = calibrate(g, None, [image_paths[:5]], shape=[0, 0], mean=[104, 117, 123], method=method,
+                        batch_size=2)
+        two = calibrate(g, None, [image_paths[:5]], shape=[0, 0], mean=[104, 117, 123], method=method,
+                        batch_size=2, threads=2, cache_mb=0)
+        assert one.table.to_text() == two.table.to_text()
+    assert max(w * h for w, h in sizes) * 3 == _aciq_n(g, image_paths[:5])
+
+
+def _aciq_n(g, paths) -> int:
+    specs = input_specs(g, [paths], shape=[[0, 0]])
+    stats = collect_statistics(g, specs, ["data"], ACIQCalibrator, batch_size=2)
+    return stats["data"].per_image
