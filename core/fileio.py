@@ -10,6 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_outputs(*paths: str | Path) -> Iterator[list[Path]]:
     """Yield temporary paths for ``paths``; rename them into place only if the block succeeds.
@@ -22,6 +28,7 @@ def atomic_outputs(*paths: str | Path) -> Iterator[list[Path]]:
             p = Path(p)
             fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
             os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
             temps.append(Path(tmp))
         yield temps
         for tmp, p in zip(temps, paths):
