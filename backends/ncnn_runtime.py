@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.backend import Backend
 from ncnnc.core.errors import GraphError
 from ncnnc.core.fileio import atomic_outputs

@@ -16,6 +16,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet  # noqa: E402
 from ncnnc.backends.numpy import Interpreter  # noqa: E402
 from ncnnc.frontends.ncnn import load  # noqa: E402

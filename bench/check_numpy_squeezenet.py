@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.preprocess import load_image, substract_mean_normalize

@@ -23,9 +23,8 @@ PRE = {"mean": [104.0, 117.0, 123.0], "norm": [1.0, 1.0, 1.0], "shape": [227, 22
 
 def main() -> None:
     """Run every configuration and print the table."""
-    from ncnnc.core.evaluate import evaluate
-
     import ncnnc
+    from ncnnc.core.evaluate import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--methods", default="kl,aciq,eq")

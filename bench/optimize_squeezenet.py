@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.ncnn_writer import save
 from ncnnc.core.optimize import optimize

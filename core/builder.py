@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.params import ParamDict, ParamValue, get_schema
 

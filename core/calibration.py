@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 
@@ -110,9 +111,10 @@ def evaluate(fp32: tuple[str | Path, str | Path], int8: tuple[str | Path, str | 
              pixel: str = "BGR", backend: str = "ncnn", batch_size: int = 8, limit: int | None = None,
              progress: bool = False) -> EvalResult:
     """Evaluate ``int8`` against ``fp32`` (each ``(param, bin)``) on ``images`` (list file, directory or paths)."""
+    from tqdm import tqdm
+
     from ncnnc.core.calibration import batches, input_specs, load_batch
     from ncnnc.frontends.ncnn import load
-    from tqdm import tqdm
 
     g32, g8 = load(*fp32), load(*int8)
     if g32.outputs != g8.outputs or g32.inputs != g8.inputs:

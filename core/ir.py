@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ncnnc.core.errors import GraphError
 from ncnnc.core.params import ParamDict, ParamValue, WeightSpec, get_schema
 

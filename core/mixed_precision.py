@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ncnnc.core.ir import Graph
 from ncnnc.core.table import CalibrationTable
 

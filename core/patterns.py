@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.passes import LEVEL_EXACT, ORDER_USER, Pass
 

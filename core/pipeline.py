@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
@@ -176,8 +177,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
 def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,
                      progress, result) -> dict[str, str]:
-    from ncnnc.core.mixed_precision import choose_fp32_layers
     from tqdm import tqdm
+
+    from ncnnc.core.mixed_precision import choose_fp32_layers
 
     inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images)
     with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:

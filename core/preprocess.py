@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 
 PIXEL_TYPES = ("RGB", "BGR", "GRAY", "RGBA", "BGRA", "RAW")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+
 from ncnnc.core import hookspecs
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.params import register_schema

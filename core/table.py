@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.fileio import atomic_outputs
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
+
 from ncnnc.core.errors import GraphError, ModelFormatError, NcnncError, UnsupportedError
 from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl

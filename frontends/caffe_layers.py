@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from ncnnc.core.errors import ModelFormatError, UnsupportedError
 from ncnnc.core.ir import Layer, Weight
 from ncnnc.core.params import ParamDict, ParamValue

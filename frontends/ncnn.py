@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import ModelFormatError
 from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl

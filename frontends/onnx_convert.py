@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import helper
+
 from ncnnc.core.errors import ModelFormatError, UnsupportedError
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.frontends.onnx_fold import FoldedGraph, node_label
-from onnx import helper
 
 Mapper = Callable[["Converter", onnx.NodeProto], None]
 MAPPERS: dict[str, Mapper] = {}

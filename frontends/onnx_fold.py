@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from ncnnc.core.errors import ModelFormatError
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+
+from ncnnc.core.errors import ModelFormatError
 
 NOT_FOLDABLE = frozenset({
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
-from ncnnc.core.errors import ModelFormatError, UnsupportedError
 from onnx import external_data_helper
+
+from ncnnc.core.errors import ModelFormatError, UnsupportedError
 
 MIN_OPSET = 9
 MAX_OPSET = 21

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import onnx
+
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+
 from ncnnc.frontends.onnx_convert import Converter, mapper, reshape_params
 
 BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}

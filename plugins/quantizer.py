@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ncnnc.backends.ncnn_writer import convert_storage
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.int8 import absmax_scales, quantize_rows

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.ncnn_writer import save
 from ncnnc.core.builder import GraphBuilder

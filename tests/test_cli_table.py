@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_writer import save
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.cli import main

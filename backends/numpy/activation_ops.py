@@ -4,6 +4,7 @@ Mish, ELU, SELU, AbsVal, BNLL, Exp, Log, Power, Threshold."""
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import hardswish, mish, per_channel, sigmoid
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import per_channel
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer

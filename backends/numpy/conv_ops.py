@@ -12,6 +12,7 @@ compatibility path instead (output ``(num_output,)``).
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import activate, as_image
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer

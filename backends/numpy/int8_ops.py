@@ -13,6 +13,7 @@ int8 to its consumers.  Dequantize and Requantize read int32 inputs, as in ncnn.
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import activate, per_channel
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
 from ncnnc.backends.numpy.registry import INT8, Op, register_op

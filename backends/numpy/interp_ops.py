@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from ncnnc.backends.numpy.registry import Op, register_op
 
 f32 = np.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
+
 from ncnnc.backends.numpy.registry import Op, make_op
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import np_axis
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer

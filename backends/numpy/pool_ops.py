@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import as_image
 from ncnnc.backends.numpy.conv_ops import half, pad_hw, windows
 from ncnnc.backends.numpy.registry import Op, register_op

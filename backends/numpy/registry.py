@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from ncnnc.core.errors import UnsupportedError
 from ncnnc.core.ir import Layer
 

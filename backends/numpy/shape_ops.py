@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+
 from ncnnc.backends.numpy.common import np_axis
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.fileio import atomic_outputs
 from ncnnc.core.ir import Graph

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from ncnnc.core.calibration import (
     Calibrator,
     CalibratorFactory,

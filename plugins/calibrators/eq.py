@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from ncnnc.backends.numpy import Interpreter, make_op
 from ncnnc.backends.numpy.common import activate
 from ncnnc.core.calibration import (

@@ -22,6 +22,7 @@ the histogram for the rest.
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.calibration import Calibrator, CalibratorFactory
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.plugins.calibrators.histogram import NCNN_BINS, HistogramCalibratorMixin, RangeHistogram

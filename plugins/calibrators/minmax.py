@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.calibration import Calibrator, CalibratorFactory
 from ncnnc.core.hookspecs import hookimpl
 

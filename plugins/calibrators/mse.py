@@ -11,6 +11,7 @@ the best coarse one; the smallest error wins (the first on ties).
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.calibration import INT8_MAX, Calibrator, CalibratorFactory
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.plugins.calibrators.histogram import NCNN_BINS, HistogramCalibratorMixin, RangeHistogram

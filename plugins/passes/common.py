@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.patterns import set_weight
 

@@ -10,6 +10,7 @@ The surviving blob keeps the removed layer's output name, as in ncnnoptimize.
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.passes import LEVEL_FOLD, Pass

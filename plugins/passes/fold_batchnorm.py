@@ -10,6 +10,7 @@ and bias.  The arithmetic is float32 in ncnn's order.
 from __future__ import annotations
 
 import numpy as np
+
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.passes import LEVEL_FOLD, Pass

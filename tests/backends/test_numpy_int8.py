@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet, run_graph
 from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.builder import GraphBuilder

@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.numpy import INT8, Interpreter, Op, op_class, register_op, select_variant
 from ncnnc.backends.numpy.registry import _OPS
 from ncnnc.core.builder import GraphBuilder

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.builder import GraphBuilder

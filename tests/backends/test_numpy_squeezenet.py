@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.preprocess import load_image, substract_mean_normalize

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.calibration import (
     Calibrator,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.ncnn_writer import param_bin, save
 from ncnnc.core.builder import GraphBuilder

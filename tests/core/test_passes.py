@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.errors import GraphError, NcnncError
 from ncnnc.core.ir import Graph

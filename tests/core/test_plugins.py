@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.cli import main
 from ncnnc.core.errors import NcnncError

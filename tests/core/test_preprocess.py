@@ -6,6 +6,7 @@ from __future__ import annotations
 import ncnn
 import numpy as np
 import pytest
+
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.preprocess import (
     decode_image,

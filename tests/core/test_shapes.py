@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.ir import Weight

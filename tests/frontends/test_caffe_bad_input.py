@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ncnnc.core.cli import main
 from ncnnc.frontends.caffe import caffe_pb
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.core.frontend import load_model
 from ncnnc.frontends.caffe import caffe_pb, load

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.frontends.caffe import caffe_pb, load
 

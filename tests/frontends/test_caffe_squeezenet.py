@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.ncnn_writer import bin_bytes
 from ncnnc.core.cli import main
 from ncnnc.core.frontend import load_model
 from ncnnc.frontends import ncnn as ncnn_frontend
 from ncnnc.frontends.caffe import load
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from ncnnc.core.cli import main
 
 GOOD = """7767517

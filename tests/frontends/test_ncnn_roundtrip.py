@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.ncnn_writer import bin_bytes, save
 from ncnnc.frontends import ncnn as ncnn_frontend

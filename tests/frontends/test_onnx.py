@@ -6,14 +6,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
 from ncnnc.backends.ncnn_runtime import RuntimeNet, run_graph
 from ncnnc.core.cli import main
 from ncnnc.core.frontend import load_model
 from ncnnc.frontends.onnx import load
 from ncnnc.frontends.onnx_fold import fold
 from ncnnc.frontends.onnx_model import fix_input_shapes, read_model
-from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
 
 RNG = np.random.default_rng(7)
 

@@ -7,9 +7,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.frontends.onnx import load
-from onnx import TensorProto, helper, numpy_helper
 
 RNG = np.random.default_rng(1234)
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ncnnc.core.calibration import ALPHA_GAUSSIAN, aciq_gaussian_clip, find_calibrator
 from ncnnc.plugins.calibrators.aciq import ACIQCalibrator, laplace_alpha
 

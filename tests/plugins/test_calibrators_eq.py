@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.calibration import activation_scale, quant_targets, weight_scales

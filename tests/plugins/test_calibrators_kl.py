@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ncnnc.plugins.calibrators.histogram import NCNN_BINS, RangeHistogram
 from ncnnc.plugins.calibrators.kl import KLCalibrator, bin_threshold, kl_divergences, kl_threshold_bin
 

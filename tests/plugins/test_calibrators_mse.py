@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ncnnc.plugins.calibrators.mse import MSECalibrator, mse_errors
 
 

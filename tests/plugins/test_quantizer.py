@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.ncnn_writer import bin_bytes, param_text
 from ncnnc.core.builder import GraphBuilder

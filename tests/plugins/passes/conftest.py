@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.ir import Graph

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.ir import Graph
 

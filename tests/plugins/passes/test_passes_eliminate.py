@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ncnnc.core.builder import GraphBuilder
 
 C, H, W = 4, 5, 6
