@@ -14,15 +14,15 @@ from ncnnc.core.errors import NcnncError
 
 COMMANDS = (
     "compile",
-    "convert",
-    "eval",
-    "inspect",
     "optimize",
-    "plugins",
-    "run",
-    "quantize",
     "table",
     "calibrate",
+    "quantize",
+    "eval",
+    "run",
+    "convert",
+    "inspect",
+    "plugins",
 )
 """Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
 
