@@ -140,7 +140,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         cal = calibrate(graph, lists=[calib] if isinstance(calib, (str, Path)) else [list(calib)],  # type: ignore
                         method=method, params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
                         pixel=pixel, threads=threads, progress=progress)
-        table = cal.table
+        table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
         reasons: dict[str, str] = {}
