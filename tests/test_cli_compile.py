@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from ncnnc.backends.ncnn_runtime import RuntimeNet
-from ncnnc.backends.ncnn_writer import save
+from ncnnc.backends.ncnn_writer import bin_bytes, save
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.cli import main
+from ncnnc.core.optimize import optimize
 from ncnnc.core.table import CalibrationTable
 from ncnnc.frontends.ncnn import load
+from ncnnc.plugins.quantizer import quantize
 
 PRE = ["mean=[104,117,123]", "norm=[1,1,1]", "shape=[227,227,3]", "pixel=BGR"]
 
@@ -42,6 +44,9 @@ def test_compile_writes_an_int8_model_the_runtime_runs(compiled, squeezenet_dir,
     assert "conv10" in table.commented and "conv10" not in table.input_scales  # fp32 layers are commented out
     ratio = (compiled / "model.bin").stat().st_size / (squeezenet_dir / "squeezenet_v1.1.bin").stat().st_size
     assert ratio < 0.37  # int8 everywhere but conv10 (fp16: 1 MB of the 1.8 MB)
+    fp32 = load(squeezenet_dir / "squeezenet_v1.1.param", squeezenet_dir / "squeezenet_v1.1.bin")
+    optimize(fp32)
+    assert bin_bytes(quantize(fp32, table).graph) == (compiled / "model.bin").read_bytes()  # the table reproduces it
     net = RuntimeNet(compiled / "model.param", compiled / "model.bin")
     prob = net.run({"data": np.zeros((3, 227, 227), np.float32)}, ["prob"])["prob"]
     assert prob.size == 1000 and abs(float(prob.sum()) - 1) < 1e-3
