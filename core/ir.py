@@ -183,6 +183,12 @@ class Graph:
         """A deep copy."""
         return copy.deepcopy(self)
 
+    def missing_weights(self) -> list[tuple[Layer, str]]:
+        """``(layer, weight name)`` for every weight a layer's params call for but it does not have
+        (a model read from a ``.param`` alone has none)."""
+        return [(layer, spec.name) for layer in self.layers for spec in layer.weight_specs()
+                if spec.name not in layer.weights]
+
     # -- invariants ----------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`GraphError` on a duplicate layer name, a blob with two producers,

@@ -82,7 +82,13 @@ def _load(model: Graph | str | Path | Sequence[str | Path]) -> tuple[Graph, str]
     if isinstance(model, Graph):
         return model.copy(), model.name or "<graph>"
     paths = [str(model)] if isinstance(model, (str, Path)) else [str(p) for p in model]
-    return load_model(paths), paths[0]
+    graph = load_model(paths)
+    missing = graph.missing_weights()
+    if missing:
+        layer, name = missing[0]
+        raise NcnncError(f"layer {layer.name} has no weight {name!r}: give the model's weights "
+                         f"(MODEL.param MODEL.bin)", paths[0])
+    return graph, paths[0]
 
 
 def _calibration_inputs(graph: Graph, calib, mean, norm, shape, pixel, count: int) -> dict[str, np.ndarray]:

@@ -120,3 +120,16 @@ def test_compile_bad_input(squeezenet_dir, calib_list, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("ncnnc compile: error: ") and err.count("\n") == 1 and message in err, err
         assert not out.exists()
+
+
+def test_compile_without_weights_names_the_problem(squeezenet_dir, images_dir, tmp_path, capsys):
+    """A .param given without its .bin: one line saying the weights are missing, nothing written."""
+    from ncnnc.core.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["compile", str(squeezenet_dir / "squeezenet_v1.1.param"), "--int8", "--calib", str(images_dir),
+               "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "squeezenet_v1.1.param: layer conv1 has no weight 'weight'" in err
+    assert not out.exists() or not any(out.iterdir())
