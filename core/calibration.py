@@ -710,10 +710,14 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
         layers = []
         for t in targets:
             table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
+        found: dict[str, tuple[float | None, float, float]] = {}  # per calibrator: one search each
         for t in targets:
-            cal = stats[t.source]
-            table.input_scales[t.name] = cal.scale()
-            layers.append(LayerReport(t.name, t.blob, cal.absmax, cal.threshold(), cal.scale()))
+            if t.source not in found:
+                cal = stats[t.source]
+                found[t.source] = (cal.absmax, cal.threshold(), cal.scale())
+            absmax, threshold, scale = found[t.source]
+            table.input_scales[t.name] = scale
+            layers.append(LayerReport(t.name, t.blob, absmax, threshold, scale))
         if factory.refine is not None:
             factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new))
             for rep in layers:

@@ -9,6 +9,7 @@ order and converted to the requested pixel type afterwards.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,22 +71,46 @@ def _coeffs(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sx, saturate_short(a0), saturate_short(a1)
 
 
+@functools.lru_cache(maxsize=64)
+def _resize_plan(w: int, h: int, c: int, tw: int, th: int) -> tuple[np.ndarray, ...]:
+    """Gather indices and int32 weights of a ``(h, w, c) -> (th, tw, c)`` resize (cached per size).
+
+    ``rows``: the source rows the vertical pass reads; ``top``/``bottom``: each output row's two
+    rows among those; ``left``/``right``: the flat ``x * c + channel`` indices of each output
+    value's two source pixels.  Callers must not modify the arrays.
+    """
+    xofs, a0, a1 = _coeffs(w, tw)
+    yofs, b0, b1 = _coeffs(h, th)
+    rows, pos = np.unique(np.concatenate([yofs, yofs + 1]), return_inverse=True)
+    left = (xofs[:, None] * c + np.arange(c)).ravel()
+    return (rows, pos[:th], pos[th:], left, left + c, np.repeat(a0, c).astype(np.int32),
+            np.repeat(a1, c).astype(np.int32), b0.astype(np.int32)[:, None], b1.astype(np.int32)[:, None])
+
+
 def resize_bilinear(pixels: np.ndarray, target_w: int, target_h: int) -> np.ndarray:
     """ncnn's fixed-point bilinear resize of ``(h, w, c)`` uint8 pixels to ``(target_h, target_w, c)``."""
-    h, w = pixels.shape[:2]
+    h, w, c = pixels.shape
     if (w, h) == (target_w, target_h):
         return pixels
     if w < 2 or h < 2:
         raise NcnncError(f"image of {w}x{h} pixels is too small to resize")
-    xofs, a0, a1 = _coeffs(w, target_w)
-    yofs, b0, b1 = _coeffs(h, target_h)
-    src = pixels.astype(np.int64)
-    # horizontal pass into 16-bit rows: (S[x] * a0 + S[x + 1] * a1) >> 4
-    rows = (src[:, xofs] * a0[None, :, None] + src[:, xofs + 1] * a1[None, :, None]) >> 4
-    rows0, rows1 = rows[yofs], rows[yofs + 1]
+    rows, top, bottom, left, right, a0, a1, b0, b1 = _resize_plan(w, h, c, target_w, target_h)
+    src = pixels.reshape(h, w * c)[rows]
+    # horizontal pass into 16-bit rows (only the rows read below): (S[x] * a0 + S[x + 1] * a1) >> 4
+    inter = np.multiply(np.take(src, left, axis=1), a0, dtype=np.int32)
+    inter += np.multiply(np.take(src, right, axis=1), a1, dtype=np.int32)
+    inter >>= 4
     # vertical pass: ((b0 * r0) >> 16) + ((b1 * r1) >> 16) + 2) >> 2
-    out = (((b0[:, None, None] * rows0) >> 16) + ((b1[:, None, None] * rows1) >> 16) + 2) >> 2
-    return out.astype(np.uint8)
+    out = np.take(inter, top, axis=0)
+    out *= b0
+    out >>= 16
+    lower = np.take(inter, bottom, axis=0)
+    lower *= b1
+    lower >>= 16
+    out += lower
+    out += 2
+    out >>= 2
+    return out.astype(np.uint8).reshape(target_h, target_w, c)
 
 
 def target_size(shape: Sequence[int], width: int, height: int) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ncnnc.backends.numpy.common import hardswish, mish, per_channel, sigmoid
+from ncnnc.backends.numpy.common import clamp, hardswish, mish, per_channel, sigmoid
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 
@@ -18,7 +18,9 @@ class ReLU(Op):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         slope = self.p["slope"]
-        return np.maximum(x, 0) if slope == 0 else np.where(x > 0, x, x * f32(slope))
+        if slope == 0:
+            return clamp(x, 0.0, None) if x.dtype.kind == "f" else np.maximum(x, 0)
+        return np.where(x > 0, x, x * f32(slope))
 
 
 @register_op("PReLU")
@@ -39,6 +41,8 @@ class Clip(Op):
     """Clamp to ``[0=min, 1=max]``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype.kind == "f":
+            return clamp(x, self.p["min"], self.p["max"])
         return np.clip(x, f32(self.p["min"]), f32(self.p["max"]))
 
 

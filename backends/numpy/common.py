@@ -24,6 +24,40 @@ def hardswish(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return x * np.clip(x * np.float32(alpha) + np.float32(beta), 0.0, 1.0)
 
 
+def _rows(x: np.ndarray) -> np.ndarray | None:
+    """``x`` as a 2-D view whose rows hold at least ~1024 values, or None when it is not contiguous.
+
+    numpy's vectorised ``maximum``/``minimum`` loops need two arrays: an op with a broadcast scalar
+    runs several times slower than one with a broadcast row.
+    """
+    if not x.flags.c_contiguous or x.size == 0:
+        return None
+    length = 1
+    for d in reversed(x.shape):
+        length *= d
+        if length >= 1024:
+            break
+    return x.reshape(-1, length)
+
+
+def clamp(x: np.ndarray, low: float | None, high: float | None, inplace: bool = False) -> np.ndarray:
+    """``min(max(x, low), high)``, bounds rounded to float32 (``None`` skips one), bit for bit what
+    ``np.clip`` / ``np.maximum`` give (NaN propagates); into ``x`` itself with ``inplace``.  For float ``x``."""
+    out = x if inplace else np.empty(x.shape, x.dtype)
+    low, high = (None if v is None else x.dtype.type(np.float32(v)) for v in (low, high))
+    source, target = _rows(x), _rows(out)
+    for bound, op in ((low, np.maximum), (high, np.minimum)):
+        if bound is None:
+            continue
+        if source is None or target is None:
+            op(x, bound, out=out)
+        else:
+            op(source, np.full(source.shape[1], bound, x.dtype), out=target)
+            source = target
+        x = out
+    return out
+
+
 def activate(x: np.ndarray, act_type: int, params: list, where: str = "") -> np.ndarray:
     """Apply a fused activation (``9=`` type, ``10=`` params) of Convolution/InnerProduct/... layers.
 
@@ -32,11 +66,11 @@ def activate(x: np.ndarray, act_type: int, params: list, where: str = "") -> np.
     if act_type == 0:
         return x
     if act_type == 1:
-        return np.maximum(x, 0, out=x)
+        return clamp(x, 0.0, None, inplace=True)
     if act_type == 2:
         return np.where(x > 0, x, x * np.float32(params[0]))
     if act_type == 3:
-        return np.clip(x, np.float32(params[0]), np.float32(params[1]), out=x)
+        return clamp(x, params[0], params[1], inplace=True)
     if act_type == 4:
         return sigmoid(x)
     if act_type == 5:

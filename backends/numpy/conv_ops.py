@@ -11,6 +11,8 @@ compatibility path instead (output ``(num_output,)``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ncnnc.backends.numpy.common import activate, as_image
@@ -95,37 +97,119 @@ class _ConvBase(Op):
         top, bottom, left, right = _pad_amounts(self.p, w, h, ext_w, ext_h, self.sw, self.sh)
         if flat:
             top = bottom = 0
-        x = pad_hw(x, top, bottom, left, right, self.p["pad_value"])
-        hp, wp = x.shape[2:]
+        x, pads = crop_negative(x, top, bottom, left, right)
+        hp, wp = x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3]
         oh, ow = (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
+        check_output_size(oh, ow)
         if self.cin_g == 1 and self.out_g == 1 and self.group > 1:
-            out = self._depthwise(x, oh, ow)
-        else:
-            out = self._gemm(x, oh, ow)
-        if self.bias is not None:
-            out += self.bias
-        return activate(out, self.act, self.act_params, f"layer {self.layer.name}")
+            return self._depthwise(pad_hw(x, *pads, self.p["pad_value"]), oh, ow)
+        return self._gemm(x, oh, ow, pads, self.p["pad_value"], self._epilogue)
 
-    def _gemm(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    def _epilogue(self, out: np.ndarray) -> None:
+        """Bias and fused activation, in place on one image's ``(num_output, OH * OW)`` output."""
+        if self.bias is not None:
+            out += self.bias.reshape(-1, 1)
+        result = activate(out, self.act, self.act_params, f"layer {self.layer.name}")
+        if result is not out:
+            out[...] = result
+
+    def _gemm(self, x: np.ndarray, oh: int, ow: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+              pad_value: float = 0.0, epilogue: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        """Per image: im2col (``pads`` applied while gathering) and one matrix product per group;
+        ``epilogue`` then runs on the image's ``(num_output, OH * OW)`` result while it is in cache.
+
+        The products keep one image's shapes whatever the batch: BLAS rounds differently when the
+        column count changes, and an image's result must not depend on the batch it is in.
+        """
+        check_output_size(oh, ow)
         n = x.shape[0]
-        if self.kh == self.kw == 1 and self.sh == self.sw == 1:
-            cols = x.reshape(n, self.group, self.cin_g, oh * ow)
-            return np.matmul(self.wmat, cols).reshape(n, self.n, oh, ow)
-        # im2col one sample at a time: the column matrix of a whole batch would not stay in cache
-        out = np.empty((n, self.group, self.out_g, oh * ow), np.float32)
+        dtype = np.result_type(self.wmat, x)
+        out = np.empty((n, self.group, self.out_g, oh * ow), dtype)
+        direct = self.kh == self.kw == 1 and self.sh == self.sw == 1 and not any(pads)
+        cols = None if direct else Im2col(x.shape[1:], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw,
+                                           oh, ow, pads, pad_value, x.dtype)
         for i in range(n):
-            taps = windows(x[i], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
-            cols = np.stack(taps, axis=1).reshape(self.group, self.cin_g * self.kh * self.kw, oh * ow)
-            np.matmul(self.wmat, cols, out=out[i])
+            if cols is None:
+                image = x[i].reshape(self.group, self.cin_g, oh * ow)
+            else:
+                image = cols.gather(x[i]).reshape(self.group, self.cin_g * self.kh * self.kw, oh * ow)
+            np.matmul(self.wmat, image, out=out[i])
+            if epilogue is not None:
+                epilogue(out[i].reshape(self.n, oh * ow))
         return out.reshape(n, self.n, oh, ow)
 
     def _depthwise(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
-        taps = windows(x, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+        """One input and one output channel per group: a sum of shifted, scaled views, image by image."""
         wk = self.wmat.reshape(self.n, self.kh * self.kw)
-        out = taps[0] * wk[:, 0].reshape(1, -1, 1, 1)
-        for k in range(1, len(taps)):
-            out += taps[k] * wk[:, k].reshape(1, -1, 1, 1)
+        scales = [wk[:, k].reshape(-1, 1, 1) for k in range(self.kh * self.kw)]
+        out = np.empty((x.shape[0], self.n, oh, ow), np.result_type(self.wmat, x))
+        tmp = np.empty(out.shape[1:], out.dtype)
+        for i in range(x.shape[0]):
+            taps = windows(x[i], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+            acc = out[i]
+            np.multiply(taps[0], scales[0], out=acc)
+            for k in range(1, len(taps)):
+                np.multiply(taps[k], scales[k], out=tmp)
+                acc += tmp
+            self._epilogue(acc.reshape(self.n, oh * ow))
         return out
+
+
+class Im2col:
+    """The column matrix of one image at a time, ``(C, kh * kw, OH, OW)``, in one reused buffer.
+
+    Padding is never materialised: the border of each tap's rows is filled with the pad value once,
+    and each image then only copies the taps' in-bounds parts.
+    """
+
+    def __init__(self, chw: tuple[int, ...], kh: int, kw: int, dh: int, dw: int, sh: int, sw: int,
+                 oh: int, ow: int, pads: tuple[int, int, int, int], pad_value: float, dtype: np.dtype) -> None:
+        c, h, w = chw
+        top, _bottom, left, _right = pads
+        self.buffer = np.empty((c, kh * kw, oh, ow), dtype)
+        self.copies = []
+        for i in range(kh):
+            ys = _in_bounds(i * dh - top, sh, oh, h)
+            for j in range(kw):
+                xs = _in_bounds(j * dw - left, sw, ow, w)
+                k = i * kw + j
+                if ys[0] > 0 or ys[1] < oh or xs[0] > 0 or xs[1] < ow:
+                    self.buffer[:, k] = pad_value
+                if ys[1] > ys[0] and xs[1] > xs[0]:
+                    src = (slice(ys[2], ys[2] + sh * (ys[1] - ys[0] - 1) + 1, sh),
+                           slice(xs[2], xs[2] + sw * (xs[1] - xs[0] - 1) + 1, sw))
+                    self.copies.append((self.buffer[:, k, ys[0]:ys[1], xs[0]:xs[1]], src))
+
+    def gather(self, image: np.ndarray) -> np.ndarray:
+        """The columns of ``image (C, H, W)`` (the buffer, overwritten by the next call)."""
+        for dst, (rows, cols) in self.copies:
+            dst[...] = image[:, rows, cols]
+        return self.buffer
+
+
+def _in_bounds(offset: int, stride: int, count: int, size: int) -> tuple[int, int, int]:
+    """Output positions ``o`` in ``[lo, hi)`` whose input ``offset + o * stride`` lies in ``[0, size)``,
+    and the input position of ``lo``."""
+    lo = max(0, -(offset // stride)) if offset < 0 else 0
+    hi = min(count, (size - 1 - offset) // stride + 1) if size - 1 - offset >= 0 else 0
+    hi = max(hi, lo)
+    return lo, hi, offset + lo * stride
+
+
+def check_output_size(oh: int, ow: int) -> None:
+    """Refuse a window larger than the (padded) input, which leaves no output position."""
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"the window does not fit in the input (output {oh}x{ow})")
+
+
+def crop_negative(x: np.ndarray, top: int, bottom: int, left: int, right: int
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Apply the negative padding amounts (a view that drops rows/columns); the others are returned."""
+    if min(top, bottom, left, right) >= 0:
+        return x, (top, bottom, left, right)
+    h, w = x.shape[-2:]
+    x = x[..., max(-top, 0): h - max(-bottom, 0), max(-left, 0): w - max(-right, 0)]
+    return x, (max(top, 0), max(bottom, 0), max(left, 0), max(right, 0))
 
 
 @register_op("Convolution")

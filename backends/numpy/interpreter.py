@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
+from ncnnc.backends.numpy.blas import single_thread
 from ncnnc.backends.numpy.registry import Op, make_op
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer
@@ -17,7 +18,9 @@ class Interpreter:
     """Runs a :class:`~ncnnc.core.ir.Graph` with ncnn's semantics on batched numpy arrays.
 
     Ops are built once (weights prepared) when the interpreter is created; an unsupported layer is
-    reported then, as an :class:`~ncnnc.core.errors.UnsupportedError` naming the layer.
+    reported then, as an :class:`~ncnnc.core.errors.UnsupportedError` naming the layer.  Layers run
+    with BLAS on one thread (:func:`~ncnnc.backends.numpy.blas.single_thread`), so results do not
+    depend on the machine's core count.
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -77,16 +80,17 @@ class Interpreter:
         wanted_set = set(wanted)
         for name in inputs:
             self._deliver(name, blobs[name], wanted_set, returned, observe, result)
-        for step, index in enumerate(schedule):
-            layer = self.layers[index]
-            outs = self._run_layer(layer, [blobs[b] for b in layer.inputs], batch)
-            for blob in layer.inputs:
-                if last_use[blob] <= step:
-                    del blobs[blob]
-            for blob, value in zip(layer.outputs, outs):
-                self._deliver(blob, value, wanted_set, returned, observe, result)
-                if last_use.get(blob, -1) > step:
-                    blobs[blob] = value
+        with single_thread():
+            for step, index in enumerate(schedule):
+                layer = self.layers[index]
+                outs = self._run_layer(layer, [blobs[b] for b in layer.inputs], batch)
+                for blob in layer.inputs:
+                    if last_use[blob] <= step:
+                        del blobs[blob]
+                for blob, value in zip(layer.outputs, outs):
+                    self._deliver(blob, value, wanted_set, returned, observe, result)
+                    if last_use.get(blob, -1) > step:
+                        blobs[blob] = value
         return {name: result[name] for name in wanted if name in result}
 
     def _last_uses(self, schedule: list[int]) -> dict[str, int]:

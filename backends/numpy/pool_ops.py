@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ncnnc.backends.numpy.common import as_image
-from ncnnc.backends.numpy.conv_ops import half, pad_hw, windows
+from ncnnc.backends.numpy.conv_ops import _in_bounds, check_output_size, crop_negative, half, pad_hw, windows
 from ncnnc.backends.numpy.registry import Op, register_op
 
 FLT_MAX = np.float32(3.4028234663852886e38)
@@ -85,7 +85,9 @@ class Pooling(Op):
             raise self.unsupported(f"pad_mode {mode}")
         if flat:
             pads = (0, 0, *pads[2:])
-        xb = pad_hw(x, *pads, value=-FLT_MAX if is_max else 0.0)
+        if is_max:
+            return max_pool(x, kh, kw, sh, sw, pads)
+        xb = pad_hw(x, *pads, value=0.0)
         hb, wb = xb.shape[2:]
         oh, ow = (hb - kh) // sh + 1, (wb - kw) // sw + 1
         area = None
@@ -99,11 +101,49 @@ class Pooling(Op):
         taps = windows(xb, kh, kw, 1, 1, sh, sw, oh, ow)
         acc = taps[0].copy()
         for t in taps[1:]:
-            if is_max:
-                np.maximum(acc, t, out=acc)
-            else:
-                acc += t
-        if is_max:
-            return acc
+            acc += t
         with np.errstate(invalid="ignore", divide="ignore"):  # a window of padding only: 0/0 as in ncnn
             return acc / (np.float32(kh * kw) if area is None else area)
+
+
+def max_pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Windowed max of ``x (N, C, H, W)`` with ``pads = (top, bottom, left, right)`` of ``-FLT_MAX``.
+
+    Separable and image by image (the maximum of the window's rows, then of their columns), without
+    materialising the padding: a window that reaches into it is also compared with ``-FLT_MAX``.
+    """
+    x, (top, bottom, left, right) = crop_negative(x, *pads)
+    n, c, h, w = x.shape
+    oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+    check_output_size(oh, ow)
+    out = np.empty((n, c, oh, ow), x.dtype)
+    for i in range(n):
+        rows = _max_along(x[i], 1, kh, sh, top, oh)
+        out[i] = _max_along(rows, 2, kw, sw, left, ow)
+    return out
+
+
+def _max_along(x: np.ndarray, axis: int, k: int, stride: int, pad: int, count: int) -> np.ndarray:
+    """``out[o] = max(x[o * stride - pad + t] for t < k)`` along ``axis``, positions outside ``x``
+    counting as ``-FLT_MAX``."""
+    size = x.shape[axis]
+    spans = [_in_bounds(t - pad, stride, count, size) for t in range(k)]
+
+    def at(index: slice) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (index,)
+
+    def source(lo: int, hi: int, start: int) -> np.ndarray:
+        return x[at(slice(start, start + stride * (hi - lo - 1) + 1, stride))]
+
+    full = next((t for t, (lo, hi, _s) in enumerate(spans) if lo == 0 and hi == count), None)
+    # -inf leaves every value as it is; the padding's -FLT_MAX is applied to the edges below
+    out = np.full((*x.shape[:axis], count, *x.shape[axis + 1:]), -np.inf, x.dtype) if full is None \
+        else source(*spans[full]).copy()
+    for t, (lo, hi, start) in enumerate(spans):
+        if t != full and hi > lo:
+            np.maximum(out[at(slice(lo, hi))], source(lo, hi, start), out=out[at(slice(lo, hi))])
+    first = max(lo for lo, _hi, _s in spans)  # windows that reach into the padding also see -FLT_MAX
+    stop = max(min(hi for _lo, hi, _s in spans), first)
+    for edge in (slice(0, first), slice(stop, count)):
+        np.maximum(out[at(edge)], -FLT_MAX, out=out[at(edge)])
+    return out

@@ -14,6 +14,9 @@ import numpy as np
 NCNN_BINS = 2048
 """ncnn2table's KL histogram size."""
 
+_CHUNK = 1 << 16
+"""Values binned at a time (the temporaries stay in cache)."""
+
 
 class RangeHistogram:
     """Absmax (pass 1), then integer counts of the nonzero ``|x|`` over ``[0, absmax]`` (pass 2)."""
@@ -30,25 +33,50 @@ class RangeHistogram:
 
     def observe(self, x: np.ndarray) -> None:
         """Pass 1: update the absmax.  Pass 2: count the values."""
-        a = np.abs(np.asarray(x, dtype=np.float32)).ravel()
-        if not a.size:
+        x = np.asarray(x, dtype=np.float32)
+        if not x.size:
             return
         if not self.counting:
-            m = np.float32(a.max())
-            if not math.isfinite(m):
+            high, low = x.max(), x.min()
+            if not (math.isfinite(high) and math.isfinite(low)):
                 raise ValueError("activation is not finite (inf or NaN)")
-            self.absmax = max(self.absmax, m)
+            self.absmax = max(self.absmax, np.float32(max(high, -low)))
             return
         if self.absmax == 0:
             return
-        zeros = a.size - int(np.count_nonzero(a))
-        np.divide(a, self.absmax, out=a)
-        np.multiply(a, np.float32(self.bins), out=a)
-        index = a.astype(np.intp)
-        np.minimum(index, self.bins - 1, out=index)
-        counts = np.bincount(index, minlength=self.bins)
+        self.counts += self._count(x.reshape(-1))
+
+    def _count(self, flat: np.ndarray) -> np.ndarray:
+        """Counts of the nonzero ``|x|`` per bin, in cache-sized chunks.
+
+        The bin is ``int(|x| / absmax * bins)`` in float32.  When ``bins`` is a power of two and
+        ``absmax / bins`` is exact, that is ``int(|x| / (absmax / bins))``: scaling by a power of
+        two commutes with rounding (below the normal range both give bin 0).  ``|x| = absmax``
+        gives ``bins``, counted in the last bin.
+        """
+        bins, absmax = self.bins, self.absmax
+        step = np.float32(absmax / np.float32(bins))
+        one_division = bins & (bins - 1) == 0 and step >= np.finfo(np.float32).tiny and step * bins == absmax
+        size = min(flat.size, _CHUNK)
+        values, index = np.empty(size, np.float32), np.empty(size, np.intp)
+        counts = np.zeros(bins, np.int64)
+        zeros = 0
+        for start in range(0, flat.size, size):
+            n = min(size, flat.size - start)
+            a = np.abs(flat[start:start + n], out=values[:n])
+            zeros += n - np.count_nonzero(a.view(np.int32))  # after abs, a zero is +0.0: all bits clear
+            if one_division:
+                np.divide(a, step, out=a)
+            else:
+                np.divide(a, absmax, out=a)
+                np.multiply(a, np.float32(bins), out=a)
+            idx = index[:n]
+            idx[...] = a  # truncation: the floor of a nonnegative value
+            found = np.bincount(idx, minlength=bins + 1)
+            counts[:bins] += found[:bins]
+            counts[bins - 1] += found[bins:].sum()  # |x| = absmax (or above, if a caller shows more)
         counts[0] -= zeros  # ncnn2table skips exact zeros
-        self.counts += counts
+        return counts
 
     def start_counting(self) -> None:
         """Begin pass 2 with the (merged) absmax of pass 1."""

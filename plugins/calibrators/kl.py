@@ -111,12 +111,16 @@ class KLCalibrator(HistogramCalibratorMixin, Calibrator):
 
     def __init__(self) -> None:
         self.hist = RangeHistogram(NCNN_BINS)
+        self._last: tuple[tuple[float, bytes], float] | None = None
 
     def threshold(self) -> float:
-        """``(t + 0.5) * absmax / 2048`` for the best bin count ``t``."""
+        """``(t + 0.5) * absmax / 2048`` for the best bin count ``t`` (remembered for the same histogram)."""
         if not self.hist.nonzero:
             return 0.0
-        return bin_threshold(kl_threshold_bin(self.hist.counts), self.hist.absmax)
+        key = (float(self.hist.absmax), self.hist.counts.tobytes())
+        if self._last is None or self._last[0] != key:
+            self._last = (key, bin_threshold(kl_threshold_bin(self.hist.counts), self.hist.absmax))
+        return self._last[1]
 
 
 @hookimpl

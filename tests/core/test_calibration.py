@@ -234,12 +234,14 @@ class _KLAndACIQ(Calibrator):
         return self.kl.threshold()
 
 
-ACTIVATION_TOLERANCE = {"aciq": (0.001, 0.005), "kl": (0.04, 0.15)}
+ACTIVATION_TOLERANCE = {"aciq": (0.001, 0.005), "kl": (0.05, 0.15)}
 """(median, largest) relative deviation of the activation scales allowed against ncnn2table's tables.
 
 ncnn2table decoded the JPEGs with another decoder (OpenCV/stb), so every activation differs from
 ours by ~1e-3 relative; ACIQ (absmax only) follows that closely, KL's flat divergence curve turns
-such small histogram changes into threshold jumps of up to ~10 %."""
+such small histogram changes into threshold jumps of up to ~10 %.  Even the last bits move KL:
+fire6's scale changes by 4 % between OpenBLAS's threaded and one-thread products (the median of
+the 26 layers with it: 0.019 and 0.042)."""
 
 
 def test_reference_tables(opt32, reference, image_paths):
