@@ -16,7 +16,7 @@ LAYER_TYPE_ORDER = (
     "Convolution3D", "ConvolutionDepthWise3D", "Pooling3D", "MatMul", "Deconvolution1D",
     "DeconvolutionDepthWise1D", "Deconvolution3D", "DeconvolutionDepthWise3D", "Einsum", "DeformableConv2D",
     "GLU", "Fold", "Unfold", "GridSample", "CumulativeSum", "CopyTo", "Erf", "Diag", "CELU", "Shrink",
-    "RMSNorm", "Spectrogram", "InverseSpectrogram", "Flip",
+    "RMSNorm", "Spectrogram", "InverseSpectrogram", "Flip", "SDPA",
 )
 """Layer type names in ncnn's enum order: the index is the type id in ``.param.bin``."""
 

@@ -9,6 +9,9 @@ default with a dot is a float.  Weights are declared by a function of the layer'
 
 from __future__ import annotations
 
+import math
+
+from ncnnc.core.errors import UnsupportedError
 from ncnnc.core.params import LayerSchema, ParamDict, ParamSpec, Ref, WeightSpec, register_schema
 
 FLT_MAX = 3.4028234663852886e38
@@ -226,3 +229,60 @@ layer_type("RNN", "0:num_output=0 1:weight_data_size=0 2:direction=0 8:int8_scal
 layer_type("LSTM", "0:num_output=0 1:weight_data_size=0 2:direction=0 3:hidden_size=@0 8:int8_scale_term=0",
            _rnn_weights(4, 4))
 layer_type("GRU", "0:num_output=0 1:weight_data_size=0 2:direction=0 8:int8_scale_term=0", _rnn_weights(3, 4))
+
+
+def _check_quantize_term(p: ParamDict) -> int:
+    """The ``18=`` term of a Gemm/MultiHeadAttention; ncnn's newest sources read 4xx/6xx/8xx as
+    block-wise 4/6/8-bit weights, which the ncnn runtime ncnnc is checked against does not load
+    that way, so ncnnc refuses them rather than mis-size the weights."""
+    term = p["int8_scale_term"]
+    if term >= 400 or term in (4, 5, 6):
+        raise UnsupportedError(f"{p.layer_type} 18={term} is not supported (ncnnc reads fp32 (0) and int8 (2) "
+                               "weights, not block-wise 4/6/8-bit ones)")
+    return term
+
+
+def _gemm_weights(p: ParamDict) -> list[WeightSpec]:
+    m, n, k = p["constantM"], p["constantN"], p["constantK"]
+    term = _check_quantize_term(p)
+    specs = []
+    if p["constantA"]:
+        specs.append(_w("A_data", m * k, 0, *((k, m) if p["transA"] else (m, k))))
+    if p["constantB"]:
+        specs.append(_w("B_data", k * n, 0, *((n, k) if p["transB"] else (k, n))))
+    bt = p["constant_broadcast_type_C"]
+    if p["constantC"] and bt != -1:
+        shape = {0: (1,), 1: (m,), 2: (m, 1), 3: (m, n), 4: (1, n)}[bt]
+        specs.append(_w("C_data", math.prod(shape), 0, *shape))
+    if term and p["constantA"]:
+        specs.append(_w("A_data_int8_scales", m, 1))
+    if term and p["constantB"]:
+        specs.append(_w("B_data_int8_scale", 1, 1))
+    return specs
+
+
+layer_type("Gemm", "0:alpha=1. 1:beta=1. 2:transA=0 3:transB=0 4:constantA=0 5:constantB=0 6:constantC=0 "
+           "7:constantM=0 8:constantN=0 9:constantK=0 10:constant_broadcast_type_C=0 11:output_N1M=0 "
+           "12:output_elempack=0 13:output_elemtype=0 14:output_transpose=0 18:int8_scale_term=0 "
+           "20:constant_TILE_M=0 21:constant_TILE_N=0 22:constant_TILE_K=0", _gemm_weights,
+           doc="18=int8_scale_term is ncnn's quantize_term: 2 = int8 constant A/B (as ncnn2int8 writes).")
+
+
+def _mha_weights(p: ParamDict) -> list[WeightSpec]:
+    e, kdim, vdim = p["embed_dim"], p["kdim"], p["vdim"]
+    qdim = p["weight_data_size"] // max(e, 1)
+    specs = []
+    for name, rows, cols in (("q", e, qdim), ("k", e, kdim), ("v", e, vdim), ("out", qdim, e)):
+        specs += [_w(f"{name}_weight", rows * cols, 0, rows, cols), _w(f"{name}_bias", rows, 1)]
+    if _check_quantize_term(p):
+        specs += [_w(f"{name}_weight_int8_scales", e, 1) for name in ("q", "k", "v")]
+        specs.append(_w("out_weight_int8_scale", 1, 1))
+    return specs
+
+
+layer_type("MultiHeadAttention", "0:embed_dim=0 1:num_heads=1 2:weight_data_size=0 3:kdim=@0 4:vdim=@0 "
+           "5:attn_mask=0 6:scale=0. 7:kv_cache=0 18:int8_scale_term=0", _mha_weights,
+           doc="6=scale defaults to 1/sqrt(embed_dim / num_heads) (integer division) when not set; "
+               "18=int8_scale_term is ncnn's quantize_term (2 = int8 weights, as ncnn2int8 writes).")
+layer_type("SDPA", "5:attn_mask=0 6:scale=0. 7:kv_cache=0 18:int8_scale_term=0",
+           doc="No weights; 6=scale 0 means 1/sqrt(embed_dim); 18=2 runs it with dynamic int8 activations.")

@@ -363,3 +363,62 @@ def _recurrent(layer: Layer, ins: list[Shape]) -> list[Shape]:
     for _ in layer.outputs[1:]:
         outs.append((directions, layer.p("num_output")))
     return outs
+
+
+def _matrix(shape: Shape) -> tuple[int, int]:
+    """(rows, cols) of a Gemm operand as ncnn reads it: rows are h (c for a 3-D blob), cols are w."""
+    return (shape[0] if len(shape) > 1 else 1), shape[-1]
+
+
+@shape_rule("Gemm")
+def _gemm(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    blobs = iter(ins)
+    if layer.p("constantA"):
+        m = layer.p("constantM")
+    else:
+        rows, cols = _matrix(next(blobs))
+        m = cols if layer.p("transA") else rows
+    if layer.p("constantB"):
+        n = layer.p("constantN")
+    else:
+        rows, cols = _matrix(next(blobs))
+        n = rows if layer.p("transB") else cols
+    out = (n, m) if layer.p("output_transpose") else (m, n)
+    return [(out[0], 1, out[1]) if layer.p("output_N1M") else out]
+
+
+def attention_inputs(layer: Layer) -> dict[str, int]:
+    """Which input of a MultiHeadAttention / SDPA layer is which: indices of ``q``, ``k``, ``v`` and,
+    when present, ``mask``, ``past_k``, ``past_v`` (ncnn's rules: MultiHeadAttention reuses ``q`` as
+    ``k`` and ``v`` when given one blob, and ``k`` as ``v`` when given two)."""
+    mask, kv = layer.p("attn_mask"), layer.p("kv_cache")
+    count = len(layer.inputs) - mask - 2 * kv
+    roles = {"q": 0, "k": min(1, count - 1), "v": min(2, count - 1)}
+    if mask:
+        roles["mask"] = count
+    if kv:
+        roles["past_k"], roles["past_v"] = count + mask, count + mask + 1
+    return roles
+
+
+@shape_rule("MultiHeadAttention")
+def _multiheadattention(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    embed_dim, heads = layer.p("embed_dim"), layer.p("num_heads")
+    out: list[Shape] = [(ins[0][0], layer.p("weight_data_size") // embed_dim)]
+    if layer.p("kv_cache"):  # the caches are (heads, seqlen, embed_dim / heads), as the x86 runtime keeps them
+        roles = attention_inputs(layer)
+        past = ins[roles["past_k"]][-2]
+        seqlen = past + ins[roles["k"]][0] if roles["k"] == 0 else past
+        out += [(heads, seqlen, embed_dim // heads)] * 2
+    return out
+
+
+@shape_rule("SDPA")
+def _sdpa(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    q, k, v = (s if len(s) == 3 else (1, *s) for s in ins[:3])
+    out: list[Shape] = [(q[0], q[1], v[2])]
+    if layer.p("kv_cache"):
+        roles = attention_inputs(layer)
+        seqlen = ins[roles["past_k"]][-2] + k[1]
+        out += [(k[0], seqlen, k[2]), (v[0], seqlen, v[2])]
+    return out

@@ -7,6 +7,10 @@ What it does, in ncnn2int8's order (Tencent/ncnn ``tools/quantize/ncnn2int8.cpp`
    channel, per group for depthwise), their weight scales and their input scale.
 2. RNN, LSTM and GRU (``8=2``) and Embed (``18=2``) get weight-only ("dynamic") int8 weights with
    per-row ``127/absmax`` scales; no table needed, the runtime quantizes their inputs on the fly.
+   Likewise Gemm (``18=2``: a constant A is made row-major, ``2=0``, and gets one scale per row; a
+   constant B is made transposed, ``3=1``, and gets one scale), MultiHeadAttention (``18=2``: one
+   scale per row of the q/k/v weights, one for the whole output weight) and SDPA (``18=2``, no
+   weights: the runtime quantizes its activations).
 3. Requantize fusion: a quantized convolution whose output feeds only quantized convolutions
    (directly or through a Split) gets ``8 += 100`` and the consumer's input scale as its output
    scale, so the runtime hands int8 straight to the next convolution.
@@ -14,9 +18,10 @@ What it does, in ncnn2int8's order (Tencent/ncnn ``tools/quantize/ncnn2int8.cpp`
 
 Where it differs from ncnn2int8 (on purpose): a recurrent layer's ``weight_hc`` scale is taken over
 the whole row (ncnn2int8 scans ``input size`` elements of it, which clips or over-reads when the
-input size differs from ``num_output``); an all-zero row gets scale 1, not infinity; Gemm,
-MultiHeadAttention and SDPA are not quantized (ncnnc has no schema for them yet); a table that does
-not fit the model is an error instead of being ignored or crashing.
+input size differs from ``num_output``); an all-zero row gets scale 1, not infinity; a Gemm's
+constant B that is already transposed (``3=1``) gets its scale from all of B (ncnn2int8 looks at its
+first row only and saturates the others); a table that does not fit the model is an error instead
+of being ignored or crashing.
 
 Layers named in ``fp32_layers`` or commented out (``#``) in the table stay fp32.  Every choice
 is recorded in a :class:`QuantizeReport`.  Bad input (an int8 model, a table naming a layer the
@@ -40,7 +45,7 @@ from ncnnc.core.table import CalibrationTable
 STATIC_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 """Layer types quantized with a calibration table (int8 inputs and weights)."""
 
-DYNAMIC_TYPES = ("RNN", "LSTM", "GRU", "Embed")
+DYNAMIC_TYPES = ("RNN", "LSTM", "GRU", "Embed", "Gemm", "MultiHeadAttention", "SDPA")
 """Layer types whose weights ncnn2int8 quantizes without a table."""
 
 CONV_TYPES = ("Convolution", "ConvolutionDepthWise")
@@ -161,14 +166,17 @@ def _static_reason_to_skip(layer: Layer, table: CalibrationTable) -> str:
 
 
 # -- rewriting layers ------------------------------------------------------------------------
-def _set_scale_term(layer: Layer, pid: int, value: int) -> None:
-    """Set the int8 scale term where ncnn's model writer puts it (before activation params)."""
+def _set_scale_term(layer: Layer, pid: int, value: int,
+                    written_after: Iterable[int] = _WRITTEN_AFTER_SCALE_TERM) -> None:
+    """Set a param where ncnn's model writer puts it: before the ids in ``written_after`` (by
+    default the activation params that follow a convolution's int8 scale term)."""
     values = layer.params.values
     if pid in values:
         values[pid] = value
         return
+    later = set(written_after)
     items = list(values.items())
-    at = next((i for i, (k, _) in enumerate(items) if k in _WRITTEN_AFTER_SCALE_TERM), len(items))
+    at = next((i for i, (k, _) in enumerate(items) if k in later), len(items))
     items.insert(at, (pid, value))
     values.clear()
     values.update(items)
@@ -187,7 +195,46 @@ def _quantize_static(layer: Layer, weight_scales: np.ndarray, input_scale: float
     _set_scale_term(layer, 8, 1 if layer.type == "ConvolutionDepthWise" else 2)
 
 
+def _set_in_id_order(layer: Layer, pid: int, value: int) -> None:
+    """Set a param of a layer type whose params ncnn's model writer puts in id order."""
+    _set_scale_term(layer, pid, value, [i for i in layer.params.schema.by_id if i > pid])
+
+
+def _quantize_gemm(layer: Layer) -> None:
+    if layer.p("constantA"):
+        a = layer.weight("A_data")
+        if layer.p("transA"):
+            a = np.ascontiguousarray(a.T)
+            del layer.params["transA"]  # 2=0 is the default, which ncnn's writer leaves out
+        scales = absmax_scales(a, a.shape[0])
+        layer.weights["A_data"] = Weight(quantize_rows(a, scales), "int8")
+        layer.weights["A_data_int8_scales"] = _raw(scales)
+    if layer.p("constantB"):
+        b = layer.weight("B_data")
+        if not layer.p("transB"):
+            b = np.ascontiguousarray(b.T)
+            _set_in_id_order(layer, 3, 1)
+        scale = absmax_scales(b, 1)
+        layer.weights["B_data"] = Weight(quantize_rows(b, scale), "int8")
+        layer.weights["B_data_int8_scale"] = _raw(scale)
+
+
+def _quantize_attention(layer: Layer) -> None:
+    for name in ("q", "k", "v", "out"):
+        w = layer.weight(f"{name}_weight")
+        scales = absmax_scales(w, 1 if name == "out" else w.shape[0])
+        layer.weights[f"{name}_weight"] = Weight(quantize_rows(w, scales), "int8")
+        layer.weights[f"{name}_weight_int8_scale" + ("" if name == "out" else "s")] = _raw(scales)
+
+
 def _quantize_dynamic(layer: Layer) -> None:
+    if layer.type in ("Gemm", "MultiHeadAttention", "SDPA"):
+        if layer.type == "Gemm":
+            _quantize_gemm(layer)
+        elif layer.type == "MultiHeadAttention":
+            _quantize_attention(layer)
+        _set_in_id_order(layer, 18, 2)
+        return
     if layer.type == "Embed":
         weight = layer.weight("weight")
         scale = absmax_scales(weight, 1)
