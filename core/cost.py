@@ -1,9 +1,9 @@
 """Multiply-accumulate counts per layer, as ncnn reports them ("mac").
 
-Only layers with weights that multiply activations count: Convolution-like layers count
-``outw*outh*outc * kw*kh*inc/group``, InnerProduct ``num_output * input size``.  Everything else
-(pooling, activations, data movement) counts zero, which is what ncnn's figure (418 M for
-SqueezeNet v1.1 at 227x227) includes.
+Only matrix-product layers count: Convolution-like layers ``outw*outh*outc * kw*kh*inc/group``,
+InnerProduct ``num_output * input size``, Gemm ``M*N*K``.  Everything else (pooling, activations,
+data movement) counts zero, which is what ncnn's figure (418 M for SqueezeNet v1.1 at 227x227)
+includes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ def layer_macs(layer: Layer, shapes: dict[str, tuple[int, ...]]) -> int:
     if t in ("Deconvolution", "DeconvolutionDepthWise"):
         group = layer.p("group") if t == "DeconvolutionDepthWise" else 1
         return math.prod(ins) * layer.p("kernel_w") * layer.p("kernel_h") * layer.p("num_output") // group
+    if t == "Gemm":
+        k = layer.p("constantK")
+        if not k and not layer.p("constantA") and len(ins) >= 2:
+            k = ins[-2] if layer.p("transA") else ins[-1]
+        return math.prod(out) * k
     if t == "InnerProduct":
         rows = ins[0] if len(ins) == 2 and len(out) == 2 else 1
         return rows * layer.p("weight_data_size")
