@@ -84,8 +84,25 @@ class _ConvBase(Op):
         self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
         self.act, self.act_params = p["activation_type"], p["activation_params"]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images."""
+    def run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images.
+
+        ``out``: an array of the output's shape, each image's part contiguous (a slice of a
+        concatenation along channels), to write the result into.
+        """
+        x, pads, oh, ow = self._geometry(x)
+        check_output_size(oh, ow)
+        if self.cin_g == 1 and self.out_g == 1 and self.group > 1:
+            return self._depthwise(pad_hw(x, *pads, self.p["pad_value"]), oh, ow, out)
+        return self._gemm(x, oh, ow, pads, self.p["pad_value"], self._epilogue, out)
+
+    def output_shape(self, x: np.ndarray) -> tuple[int, ...]:
+        """The shape :meth:`run` gives for ``x`` (the interpreter sizes concatenations with it)."""
+        _x, _pads, oh, ow = self._geometry(x)
+        return (x.shape[0], self.n, oh, ow)
+
+    def _geometry(self, x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], int, int]:
+        """``x`` as an image with negative padding cropped, the remaining padding, and the output size."""
         if x.ndim > 4:
             raise self.unsupported("on a 4-D blob")
         flat = x.ndim == 2
@@ -99,11 +116,7 @@ class _ConvBase(Op):
             top = bottom = 0
         x, pads = crop_negative(x, top, bottom, left, right)
         hp, wp = x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3]
-        oh, ow = (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
-        check_output_size(oh, ow)
-        if self.cin_g == 1 and self.out_g == 1 and self.group > 1:
-            return self._depthwise(pad_hw(x, *pads, self.p["pad_value"]), oh, ow)
-        return self._gemm(x, oh, ow, pads, self.p["pad_value"], self._epilogue)
+        return x, pads, (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
 
     def _epilogue(self, out: np.ndarray) -> None:
         """Bias and fused activation, in place on one image's ``(num_output, OH * OW)`` output."""
@@ -114,7 +127,8 @@ class _ConvBase(Op):
             out[...] = result
 
     def _gemm(self, x: np.ndarray, oh: int, ow: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0),
-              pad_value: float = 0.0, epilogue: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+              pad_value: float = 0.0, epilogue: Callable[[np.ndarray], None] | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
         """Per image: im2col (``pads`` applied while gathering) and one matrix product per group;
         ``epilogue`` then runs on the image's ``(num_output, OH * OW)`` result while it is in cache.
 
@@ -123,8 +137,8 @@ class _ConvBase(Op):
         """
         check_output_size(oh, ow)
         n = x.shape[0]
-        dtype = np.result_type(self.wmat, x)
-        out = np.empty((n, self.group, self.out_g, oh * ow), dtype)
+        result = _output(out, (n, self.n, oh, ow), np.result_type(self.wmat, x))
+        out = result.reshape(n, self.group, self.out_g, oh * ow)
         direct = self.kh == self.kw == 1 and self.sh == self.sw == 1 and not any(pads)
         cols = None if direct else Im2col(x.shape[1:], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw,
                                            oh, ow, pads, pad_value, x.dtype)
@@ -136,13 +150,13 @@ class _ConvBase(Op):
             np.matmul(self.wmat, image, out=out[i])
             if epilogue is not None:
                 epilogue(out[i].reshape(self.n, oh * ow))
-        return out.reshape(n, self.n, oh, ow)
+        return result
 
-    def _depthwise(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    def _depthwise(self, x: np.ndarray, oh: int, ow: int, out: np.ndarray | None = None) -> np.ndarray:
         """One input and one output channel per group: a sum of shifted, scaled views, image by image."""
         wk = self.wmat.reshape(self.n, self.kh * self.kw)
         scales = [wk[:, k].reshape(-1, 1, 1) for k in range(self.kh * self.kw)]
-        out = np.empty((x.shape[0], self.n, oh, ow), np.result_type(self.wmat, x))
+        out = _output(out, (x.shape[0], self.n, oh, ow), np.result_type(self.wmat, x))
         tmp = np.empty(out.shape[1:], out.dtype)
         for i in range(x.shape[0]):
             taps = windows(x[i], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
@@ -196,6 +210,15 @@ def _in_bounds(offset: int, stride: int, count: int, size: int) -> tuple[int, in
     return lo, hi, offset + lo * stride
 
 
+def _output(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``out`` checked against the result's shape and dtype (image parts contiguous), or a new array."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if out.shape != shape or out.dtype != dtype or (out.size and not out[0].flags.c_contiguous):
+        raise ValueError(f"cannot write a {shape} {dtype} result into a {out.shape} {out.dtype} array")
+    return out
+
+
 def check_output_size(oh: int, ow: int) -> None:
     """Refuse a window larger than the (padded) input, which leaves no output position."""
     if oh <= 0 or ow <= 0:
@@ -216,11 +239,17 @@ def crop_negative(x: np.ndarray, top: int, bottom: int, left: int, right: int
 class Convolution(_ConvBase):
     """2-D convolution with fused bias and activation."""
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """As :meth:`_ConvBase.run`; a 1-D blob under a 1x1 kernel is multiplied by the weight matrix."""
         if x.ndim == 2 and self.kw == self.kh == 1:
+            if out is not None:
+                raise ValueError("the InnerProduct form writes no given array")
             return self._inner_product(x)
-        return super().run(x)
+        return super().run(x, out)
+
+    def output_shape(self, x: np.ndarray) -> tuple[int, ...] | None:
+        """As :meth:`_ConvBase.output_shape`; None for the InnerProduct form."""
+        return None if x.ndim == 2 and self.kw == self.kh == 1 else super().output_shape(x)
 
     def _inner_product(self, x: np.ndarray) -> np.ndarray:
         """ncnn's deprecated path: a flattened blob through a 1x1 Convolution is an InnerProduct."""

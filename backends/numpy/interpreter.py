@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 import numpy as np
 
 from ncnnc.backends.numpy.blas import single_thread
+from ncnnc.backends.numpy.concat_plan import ConcatPlan
 from ncnnc.backends.numpy.registry import Op, make_op
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer
@@ -28,6 +29,7 @@ class Interpreter:
         self.layers: list[Layer] = list(graph.layers)
         self.ops: dict[str, Op] = {layer.name: make_op(layer) for layer in self.layers if layer.type != "Input"}
         self.producer: dict[str, int] = {b: i for i, layer in enumerate(self.layers) for b in layer.outputs}
+        self.concats = ConcatPlan(self.layers, self.ops)
 
     def _schedule(self, provided: Collection[str], wanted: Collection[str]) -> list[int]:
         """Indices of the layers needed to compute ``wanted`` from ``provided``, in graph order."""
@@ -80,10 +82,11 @@ class Interpreter:
         wanted_set = set(wanted)
         for name in inputs:
             self._deliver(name, blobs[name], wanted_set, returned, observe, result)
+        concats = self.concats.start({self.layers[i].name for i in schedule})
         with single_thread():
             for step, index in enumerate(schedule):
                 layer = self.layers[index]
-                outs = self._run_layer(layer, [blobs[b] for b in layer.inputs], batch)
+                outs = self._run_layer(layer, [blobs[b] for b in layer.inputs], batch, concats)
                 for blob in layer.inputs:
                     if last_use[blob] <= step:
                         del blobs[blob]
@@ -110,9 +113,16 @@ class Interpreter:
         if blob in returned:
             result[blob] = value
 
-    def _run_layer(self, layer: Layer, args: list[np.ndarray], batch: int | None) -> list[np.ndarray]:
+    def _run_layer(self, layer: Layer, args: list[np.ndarray], batch: int | None,
+                   concats: dict | None = None) -> list[np.ndarray]:
+        op = self.ops[layer.name]
         try:
-            out = self.ops[layer.name].run(*args)
+            target = self.concats.target(concats, layer, op, args) if concats else None
+            if target is not None:
+                out = op.run(*args, out=target)
+            else:
+                done = self.concats.result(concats, layer, args) if concats else None
+                out = op.run(*args) if done is None else done
         except (ValueError, IndexError) as e:
             shapes = ", ".join(str(a.shape[1:]) for a in args)
             raise NcnncError(f"{layer.type} cannot run on inputs of shape {shapes}: {e}",

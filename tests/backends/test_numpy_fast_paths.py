@@ -13,6 +13,7 @@ from ncnnc.backends.numpy.common import clamp
 from ncnnc.backends.numpy.conv_ops import Im2col, pad_hw, windows
 from ncnnc.backends.numpy.pool_ops import FLT_MAX, max_pool
 from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.errors import NcnncError
 
 SPECIAL = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, -FLT_MAX], np.float32)
 
@@ -105,3 +106,54 @@ def test_interpreter_runs_blas_on_one_thread():
                                observe=lambda name, a: seen.append(blas_threads()))
     assert seen and set(seen) == {1}
     assert blas_threads() == before
+
+
+def _fire(b: GraphBuilder, x: str, rng: np.random.Generator, c_in: int, sizes: tuple[int, int]) -> list[str]:
+    """Two convolutions of one input (1x1 and 3x3 padded), as a fire module's expand layers."""
+    outs = []
+    for n, k in zip(sizes, (1, 3)):
+        params = {"num_output": n, "kernel_w": k, "kernel_h": k, "pad_left": k // 2, "pad_right": k // 2,
+                  "pad_top": k // 2, "pad_bottom": k // 2, "bias_term": 1, "weight_data_size": n * c_in * k * k,
+                  "activation_type": 1}
+        outs.append(b.layer("Convolution", [x], params, {"weight": rng.standard_normal(n * c_in * k * k),
+                                                          "bias": rng.standard_normal(n)}))
+    return outs
+
+
+def test_convolutions_write_into_their_concat():
+    rng = np.random.default_rng(5)
+    b = GraphBuilder()
+    x = b.input("data", (3, 6, 7))
+    left, right = _fire(b, x, rng, 3, (4, 5))
+    cat = b.layer("Concat", [left, right], {"axis": 0})
+    out = b.layer("ReLU", [cat], {0: 0.1})
+    graph = b.build()
+    interp = Interpreter(graph)
+    assert set(interp.concats.slots) == {left, right}
+    data = rng.standard_normal((3, 3, 6, 7)).astype(np.float32)
+    seen = {}
+    got = interp.run({"data": data}, [left, right, cat, out], observe=lambda n, a: seen.setdefault(n, a.copy()),
+                     keep=[left, right, cat, out])
+    plain = Interpreter(graph)
+    plain.concats.offsets.clear()
+    expected = plain.run({"data": data}, [left, right, cat, out])
+    for name in (left, right, cat, out):
+        np.testing.assert_array_equal(bits(got[name]), bits(expected[name]))
+        np.testing.assert_array_equal(bits(seen[name]), bits(expected[name]))
+    assert np.shares_memory(got[left], got[cat])
+    # a concat input fed by the caller: the plain path
+    fed = interp.run({"data": data, left: expected[left]}, [cat])
+    np.testing.assert_array_equal(fed[cat], expected[cat])
+
+
+def test_concat_of_other_sizes_still_fails_as_before():
+    rng = np.random.default_rng(6)
+    b = GraphBuilder()
+    x = b.input("data", (2, 6, 6))
+    left = _fire(b, x, rng, 2, (3, 3))[0]
+    params = {"num_output": 2, "kernel_w": 3, "kernel_h": 3, "bias_term": 0, "weight_data_size": 2 * 2 * 9}
+    smaller = b.layer("Convolution", [x], params, {"weight": rng.standard_normal(2 * 2 * 9)})
+    b.layer("Concat", [left, smaller], {"axis": 0})
+    interp = Interpreter(b.build())
+    with pytest.raises(NcnncError, match="Concat cannot run"):
+        interp.run({"data": np.ones((1, 2, 6, 6), np.float32)})
