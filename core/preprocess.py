@@ -33,7 +33,7 @@ def _decode(path: str | Path, mode: str | None) -> np.ndarray:
             if mode is None:
                 mode = img.mode if img.mode in ("L", "RGB", "RGBA") else \
                     ("RGBA" if "A" in img.getbands() else "RGB")
-            arr = np.asarray(img.convert(mode), dtype=np.uint8)
+            arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
     except FileNotFoundError:
         raise NcnncError("image file not found", str(path)) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -165,9 +165,11 @@ def substract_mean_normalize(x: np.ndarray, mean: Sequence[float] | None = None,
     (an empty or missing list skips that step)."""
     out = np.asarray(x, dtype=np.float32)
     c = out.shape[-3]
+    fresh = False  # whether ``out`` is ours to overwrite
     for values, op in ((mean, np.subtract), (norm, np.multiply)):
         if values is not None and len(values):
             if len(values) != c:
                 raise NcnncError(f"{len(values)} mean/norm values for {c} channels")
-            out = op(out, np.asarray(values, np.float32).reshape(c, 1, 1))
+            out = op(out, np.asarray(values, np.float32).reshape(c, 1, 1), out=out if fresh else None)
+            fresh = True
     return out
