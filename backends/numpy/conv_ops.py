@@ -19,6 +19,9 @@ from ncnnc.backends.numpy.common import activate, as_image
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 
+_CACHE_VALUES = 1 << 18
+"""Values a depthwise chunk of images may hold (about 1 MB of float32)."""
+
 
 def half(v: int) -> int:
     """``v / 2`` rounded toward zero, as C's integer division (SAME padding can be negative)."""
@@ -153,20 +156,42 @@ class _ConvBase(Op):
         return result
 
     def _depthwise(self, x: np.ndarray, oh: int, ow: int, out: np.ndarray | None = None) -> np.ndarray:
-        """One input and one output channel per group: a sum of shifted, scaled views, image by image."""
+        """One input and one output channel per group: a sum of shifted, scaled views, tap by tap.
+
+        Images go in chunks that stay in cache.  With stride 1 a tap is one contiguous run of the
+        flattened padded rows (the values past ``ow`` in each row are computed and dropped), so numpy
+        works on long rows even for small images.
+        """
+        n, c, hp, wp = x.shape
+        out = _output(out, (n, self.n, oh, ow), np.result_type(self.wmat, x))
         wk = self.wmat.reshape(self.n, self.kh * self.kw)
-        scales = [wk[:, k].reshape(-1, 1, 1) for k in range(self.kh * self.kw)]
-        out = _output(out, (x.shape[0], self.n, oh, ow), np.result_type(self.wmat, x))
-        tmp = np.empty(out.shape[1:], out.dtype)
-        for i in range(x.shape[0]):
-            taps = windows(x[i], self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
-            acc = out[i]
-            np.multiply(taps[0], scales[0], out=acc)
-            for k in range(1, len(taps)):
-                np.multiply(taps[k], scales[k], out=tmp)
-                acc += tmp
-            self._epilogue(acc.reshape(self.n, oh * ow))
+        flat = self.sh == self.sw == 1
+        chunk = max(1, _CACHE_VALUES // (c * (oh * wp if flat else oh * ow)))
+        for start in range(0, n, chunk):
+            part = x[start:start + chunk]
+            if flat:
+                length = (oh - 1) * wp + ow
+                rows = np.ascontiguousarray(part).reshape(part.shape[0], c, hp * wp)
+                offsets = [i * self.dh * wp + j * self.dw for i in range(self.kh) for j in range(self.kw)]
+                taps = [rows[:, :, o:o + length] for o in offsets]
+                acc = np.empty((part.shape[0], c, oh * wp), out.dtype)
+                self._weighted_sum(taps, wk, acc[:, :, :length], (1, -1, 1))
+                out[start:start + chunk] = acc.reshape(-1, c, oh, wp)[:, :, :, :ow]
+            else:
+                taps = windows(part, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
+                self._weighted_sum(taps, wk, out[start:start + chunk], (1, -1, 1, 1))
+            for i in range(start, min(start + chunk, n)):
+                self._epilogue(out[i].reshape(self.n, oh * ow))
         return out
+
+    @staticmethod
+    def _weighted_sum(taps: list[np.ndarray], wk: np.ndarray, acc: np.ndarray, shape: tuple[int, ...]) -> None:
+        """``acc = taps[0] * w0 + taps[1] * w1 + ...`` (each product rounded, added in tap order)."""
+        np.multiply(taps[0], wk[:, 0].reshape(shape), out=acc)
+        tmp = np.empty(acc.shape, acc.dtype)
+        for k in range(1, len(taps)):
+            np.multiply(taps[k], wk[:, k].reshape(shape), out=tmp)
+            acc += tmp
 
 
 class Im2col:
