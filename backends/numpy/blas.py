@@ -29,7 +29,8 @@ _saved = 0
 
 
 def _loaded_libraries() -> list[str]:
-    """Paths of loaded shared libraries whose name mentions openblas (Linux), else numpy's bundled ones."""
+    """Paths of loaded shared libraries whose name mentions openblas (Linux), else numpy's bundled ones;
+    numpy's own first (scipy may have loaded another OpenBLAS)."""
     found: list[str] = []
     maps = Path("/proc/self/maps")
     if maps.exists():
@@ -44,7 +45,7 @@ def _loaded_libraries() -> list[str]:
         root = Path(numpy.__file__).resolve().parent
         for folder in (root.parent / "numpy.libs", root / ".dylibs"):
             found += [str(p) for p in sorted(folder.glob("*openblas*")) if p.is_file()]
-    return found
+    return sorted(found, key=lambda path: "numpy" not in path)
 
 
 @functools.cache
