@@ -5,7 +5,8 @@ The contract (what a calibrator plugin provides, see ``docs/calibrators.md``):
 - a :class:`Calibrator` observes activation batches of ONE blob (``observe``), keeps statistics
   that merge exactly (``merge``: the statistics of two shards merged give the same table as one
   pass over both), and turns them into a clipping threshold (``threshold``) and so a scale
-  ``127 / threshold``;
+  ``127 / threshold``; a multi-pass calibrator may say what later passes need of a batch
+  (``replay_form``, e.g. only the nonzero ``|x|``), which is what the driver keeps between passes;
 - a :class:`CalibratorFactory` names the method, describes its parameters and creates one
   calibrator per blob.  Plugins return factories from the ``ncnnc_calibrators`` hook.  A factory
   may also ``refine`` the finished table with the model at hand (``eq`` does).
@@ -76,6 +77,16 @@ class Calibrator(ABC):
 
     def next_pass(self) -> None:  # noqa: B027 (optional hook, nothing to do for one pass)
         """Prepare the next pass over the data (called on the merged statistics)."""
+
+    def replay_form(self, batch: np.ndarray) -> np.ndarray:
+        """What later passes need of a batch seen in the first one (default: the batch itself).
+
+        The driver keeps this between passes (within its cache budget) and shows it to
+        ``observe`` in later passes instead of running the model again.  A calibrator whose later
+        passes depend on less (for example only the nonzero ``|x|``, in any order) may return a
+        smaller array; it must accept that array in ``observe`` then.
+        """
+        return batch
 
     @property
     def absmax(self) -> float | None:
@@ -455,8 +466,8 @@ class _Shard:
 
                     def observe(name: str, value: np.ndarray, seen: dict = seen) -> None:
                         _observe(stats, name, value)
-                        if keep:
-                            seen[name] = value
+                        if keep and name in stats:
+                            seen[name] = stats[name].replay_form(value)
 
                     self._interpreter().run(inputs, outputs=self.blobs, observe=observe)
                     kept.append(seen)

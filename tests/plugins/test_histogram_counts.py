@@ -47,3 +47,28 @@ def test_absmax_pass_sees_both_signs():
     h.observe(np.array([[0.5, -3.0, 2.0]], np.float32))
     h.observe(np.array([[-0.0, 0.0]], np.float32))
     assert h.absmax == np.float32(3.0)
+
+
+@pytest.mark.parametrize("name", ["kl", "percentile", "mse"])
+def test_replay_form_counts_the_same(name):
+    """Later passes may see only the nonzero |x| the driver kept: the same histogram and threshold."""
+    from ncnnc.core.calibration import find_calibrator
+
+    rng = np.random.default_rng(3)
+    batches = [np.maximum(rng.laplace(size=(2, 4, 6, 6)), -0.5).astype(np.float32) for _ in range(3)]
+    batches[0][0, 0, :2] = 0.0
+    batches[1][1, 2, 3] = -0.0
+    raw, kept = (find_calibrator(name).make() for _ in range(2))
+    forms = []
+    for b in batches:
+        raw.observe(b)
+        kept.observe(b)
+        forms.append(kept.replay_form(b))
+    assert all(f.ndim == 1 and (f > 0).all() for f in forms)
+    raw.next_pass()
+    kept.next_pass()
+    for b, f in zip(batches, forms):
+        raw.observe(b)
+        kept.observe(f)
+    np.testing.assert_array_equal(kept.hist.counts, raw.hist.counts)
+    assert kept.threshold() == raw.threshold()
