@@ -55,9 +55,9 @@ def test_replay_form_counts_the_same(name):
     from ncnnc.core.calibration import find_calibrator
 
     rng = np.random.default_rng(3)
-    batches = [np.maximum(rng.laplace(size=(2, 4, 6, 6)), -0.5).astype(np.float32) for _ in range(3)]
-    batches[0][0, 0, :2] = 0.0
-    batches[1][1, 2, 3] = -0.0
+    base = [rng.laplace(size=(2, 4, 6, 6)).astype(np.float32) for _ in range(4)]
+    batches = [np.maximum(base[0], -0.5), np.maximum(base[1], 0), np.where(base[2] > 2.5, base[2], -0.0), base[3]]
+    batches[0][0, 0, :2] = 0.0  # few zeros, about half, nearly all, none
     raw, kept = (find_calibrator(name).make() for _ in range(2))
     forms = []
     for b in batches:
