@@ -730,7 +730,10 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
             table.input_scales[t.name] = scale
             layers.append(LayerReport(t.name, t.blob, absmax, threshold, scale))
         if factory.refine is not None:
-            factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new))
+            from ncnnc.backends.numpy.blas import single_thread
+
+            with single_thread():  # refiners run numpy ops outside the interpreter too (eq's int8 layers)
+                factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new))
             for rep in layers:
                 rep.scale = table.input_scales[rep.name]
                 rep.threshold = INT8_MAX / rep.scale

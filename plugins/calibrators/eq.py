@@ -98,7 +98,7 @@ class Int8Layer:
         """
         denom = (np.asarray(input_scale, np.float32) * weight_scale[None, :, :, None, None]).astype(np.float32)
         bias = self.bias.reshape(len(self.rows), 1, self.per_row, 1)[rows][None]
-        out = (acc * (np.float32(1) / denom) + bias).astype(np.float32)
+        out = (acc * (np.float32(1) / denom) + bias).astype(np.float32, copy=False)
         return activate(out, self.act[0], self.act[1], f"layer {self.layer.name}")
 
 
