@@ -16,14 +16,17 @@ from pathlib import Path
 from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph
-from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
-from ncnnc.frontends.onnx_convert import Converter
-from ncnnc.frontends.onnx_fold import fold
-from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
 
 
 def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     """Convert an ONNX model file; ``shape`` (ncnn ``w,h,c``, e.g. ``"[227,227,3]"``) fixes a dynamic input."""
+    # imported here, not at module level: the onnx package costs a fifth of a second to import, and
+    # every ncnnc command loads this plugin to list it
+    from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
+    from ncnnc.frontends.onnx_convert import Converter
+    from ncnnc.frontends.onnx_fold import fold
+    from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
+
     path_s = str(path)
     model = read_model(path)
     input_shapes = fix_input_shapes(model, path_s, shape)
