@@ -686,7 +686,7 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     """Calibrate a model on images and return (and with ``out``, write) its table.
 
     ``lists``: one list file / directory / sequence of paths per model input (a single one for a
-    one-input model, which may also be given its image paths directly).  ``mean``, ``norm``, ``shape`` (ncnn2table's ``[w, h, c]``) and ``pixel``
+    one-input model).  ``mean``, ``norm``, ``shape`` (ncnn2table's ``[w, h, c]``) and ``pixel``
     are per input; a flat list is taken as the value for a one-input model.  ``method`` names a
     registered calibrator, ``params`` its parameters.  ``threads`` processes share the batches.
 
@@ -700,8 +700,6 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     graph = load_graph(model, bin_path)
     if isinstance(lists, (str, Path)):
         lists = [lists]
-    elif len(graph.inputs) == 1 and len(lists) > 1 and all(isinstance(x, (str, Path)) for x in lists):
-        lists = [list(lists)]  # a one-input model given its image paths directly
     specs = input_specs(graph, list(lists), mean=_per_input(mean), norm=_per_input(norm),
                         shape=_per_input(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
                         npy=npy)
