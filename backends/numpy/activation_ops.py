@@ -17,6 +17,7 @@ class ReLU(Op):
     """``max(x, 0)``, or leaky with ``0=slope``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape: ``x`` where positive, else ``0`` (or ``x * slope``)."""
         slope = self.p["slope"]
         if slope == 0:
             return clamp(x, 0.0, None) if x.dtype.kind == "f" else np.maximum(x, 0)
@@ -32,6 +33,7 @@ class PReLU(Op):
         self.slope = layer.weight("slope")
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape: ``x`` where positive, else ``x * slope`` (the slope of the sample's channel)."""
         slope = self.slope[0] if self.slope.size == 1 else per_channel(self.slope, x)
         return np.where(x > 0, x, x * slope)
 
@@ -41,6 +43,7 @@ class Clip(Op):
     """Clamp to ``[0=min, 1=max]``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, clamped to ``[min, max]``."""
         if x.dtype.kind == "f":
             return clamp(x, self.p["min"], self.p["max"])
         return np.clip(x, f32(self.p["min"]), f32(self.p["max"]))
@@ -51,6 +54,7 @@ class Sigmoid(Op):
     """``1 / (1 + exp(-x))``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``1 / (1 + exp(-x))``."""
         return sigmoid(x)
 
 
@@ -59,6 +63,7 @@ class TanH(Op):
     """``tanh(x)``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``tanh(x)``."""
         return np.tanh(x)
 
 
@@ -67,6 +72,7 @@ class HardSigmoid(Op):
     """``clamp(alpha * x + beta, 0, 1)``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``clip(alpha * x + beta, 0, 1)``."""
         return np.clip(x * f32(self.p["alpha"]) + f32(self.p["beta"]), 0.0, 1.0)
 
 
@@ -75,6 +81,7 @@ class HardSwish(Op):
     """``x * clamp(alpha * x + beta, 0, 1)``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``x * clip(alpha * x + beta, 0, 1)``."""
         return hardswish(x, self.p["alpha"], self.p["beta"])
 
 
@@ -83,6 +90,7 @@ class Swish(Op):
     """``x * sigmoid(x)``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``x * sigmoid(x)``."""
         return x * sigmoid(x)
 
 
@@ -91,6 +99,7 @@ class Mish(Op):
     """``x * tanh(softplus(x))``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``x * tanh(log(1 + exp(x)))``."""
         return mish(x)
 
 
@@ -99,6 +108,7 @@ class ELU(Op):
     """``x`` for ``x >= 0`` else ``alpha * (exp(x) - 1)``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape: ``x``, or ``alpha * (exp(x) - 1)`` where negative."""
         return np.where(x < 0, f32(self.p["alpha"]) * np.expm1(np.minimum(x, 0)), x)
 
 
@@ -107,6 +117,7 @@ class SELU(Op):
     """``lambda * (x if x >= 0 else alpha * (exp(x) - 1))``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape: ``lambda * x``, or ``lambda * alpha * (exp(x) - 1)`` where negative."""
         alpha, lam = f32(self.p["alpha"]), f32(self.p["lambda"])
         return np.where(x < 0, alpha * lam * np.expm1(np.minimum(x, 0)), x * lam)
 
@@ -116,6 +127,7 @@ class AbsVal(Op):
     """``|x|``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``|x|``."""
         return np.abs(x)
 
 
@@ -124,6 +136,7 @@ class BNLL(Op):
     """``log(1 + exp(x))`` computed stably."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``log(1 + exp(x))`` in float32."""
         return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(f32)
 
 
@@ -132,6 +145,7 @@ class Exp(Op):
     """``base ** (shift + scale * x)`` (natural base when ``base == -1``)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``base ** (shift + scale * x)``."""
         base, scale, shift = self.p["base"], f32(self.p["scale"]), f32(self.p["shift"])
         y = shift + scale * x
         return np.exp(y) if base == -1 else np.power(f32(base), y)
@@ -142,6 +156,7 @@ class Log(Op):
     """``log_base(shift + scale * x)`` (natural log when ``base == -1``)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``log_base(shift + scale * x)``."""
         base, scale, shift = self.p["base"], f32(self.p["scale"]), f32(self.p["shift"])
         y = np.log(shift + scale * x)
         return y if base == -1 else y / f32(np.log(base))
@@ -152,6 +167,7 @@ class Power(Op):
     """``(shift + scale * x) ** power``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``(shift + scale * x) ** power``."""
         return np.power(f32(self.p["shift"]) + f32(self.p["scale"]) * x, f32(self.p["power"]))
 
 
@@ -160,4 +176,5 @@ class Threshold(Op):
     """``1`` where ``x > threshold`` else ``0``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``1.0`` where ``x > threshold`` else ``0.0``."""
         return (x > f32(self.p["threshold"])).astype(f32)

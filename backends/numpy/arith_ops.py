@@ -89,6 +89,7 @@ class BinaryOp(Op):
         self.fn = BINARY[op]
 
     def run(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        """``a op b`` broadcast as ncnn does (``b`` unused with a scalar), in float32."""
         with np.errstate(all="ignore"):
             if self.p["with_scalar"]:
                 return self.fn(a, f32(self.p["b"])).astype(f32, copy=False)
@@ -108,6 +109,7 @@ class UnaryOp(Op):
         self.fn = UNARY[op]
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, the chosen function of ``x`` in float32."""
         with np.errstate(all="ignore"):
             return self.fn(x).astype(f32, copy=False)
 
@@ -117,6 +119,7 @@ class Eltwise(Op):
     """Element-wise product (0), sum with optional coefficients (1) or max (2) of all inputs."""
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
+        """Same shape as the inputs: their product, (weighted) sum or maximum."""
         op, coeffs = self.p["op_type"], self.p["coeffs"]
         if op == 0:
             out = xs[0] * xs[1]
@@ -153,6 +156,7 @@ class BatchNorm(Op):
         self.b = (slope / sqrt_var).astype(f32)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``x * b + a`` per channel."""
         return x * per_channel(self.b, x) + per_channel(self.a, x)
 
 
@@ -166,6 +170,7 @@ class Scale(Op):
         self.bias = layer.weight("bias") if self.p["bias_term"] and "bias" in layer.weights else None
 
     def run(self, x: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+        """Same shape, ``x * scale (+ bias)`` per channel; ``scale`` is the second input when given."""
         if scale is None:
             out = x * per_channel(self.scale, x)
         else:
@@ -185,6 +190,7 @@ class Bias(Op):
         self.bias = layer.weight("bias")
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, ``x + bias`` (per channel of a 3-D blob, ``bias[0]`` otherwise)."""
         if x.ndim < 4:
             return x + self.bias[0]
         return x + per_channel(self.bias, x)

@@ -59,6 +59,7 @@ class Gemm(Op):
         return c
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """``alpha * (op(A) @ op(B) + beta * C)`` per sample; inputs: the non-constant operands among A, B, C."""
         xs = list(inputs)
         a = self.a if self.a is not None else self._matrix(xs.pop(0))
         if self.a is None and self.p["transA"]:
@@ -109,6 +110,7 @@ class MultiHeadAttention(Op):
         return y.reshape(n, seqlen, heads, embed_dim // heads).transpose(0, 2, 1, 3)
 
     def run(self, *inputs: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """``(N, seqlen, embed_dim)`` attention output, plus the new keys and values with ``kv_cache``."""
         r = self.roles
         q = self._heads(inputs[r["q"]], "q") * self.scale
         k, v = self._heads(inputs[r["k"]], "k"), self._heads(inputs[r["v"]], "v")
@@ -140,6 +142,7 @@ class SDPA(Op):
             raise self.unsupported("7=kv_cache")
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """``softmax(q @ k^T * scale + mask) @ v`` per head; inputs: q, k, v[, mask]."""
         q, k, v = (x[:, None] if x.ndim == 3 else x for x in inputs[:3])
         repeat = q.shape[1] // k.shape[1]
         k, v = np.repeat(k, repeat, axis=1), np.repeat(v, repeat, axis=1)

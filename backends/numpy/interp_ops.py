@@ -98,6 +98,7 @@ class Interp(Op):
     ``0=resize_type`` 1 nearest, 2 bilinear, 3 bicubic; ``6=align_corner``."""
 
     def run(self, x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+        """``x`` resized over its h/w axes (to ``ref``'s h/w when it is given and ``5=1``)."""
         p = self.p
         mode, align = p["resize_type"], bool(p["align_corner"])
         if mode not in (1, 2, 3):

@@ -29,6 +29,7 @@ class Softmax(Op):
     """Softmax along ``0=axis`` (ncnn axis; needs ``1=1`` for a non-zero axis, as ncnn does)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, softmax along the layer's axis."""
         axis = np_axis(self.p["axis"], x.ndim - 1)
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True, dtype=f32)
@@ -43,6 +44,7 @@ class GroupNorm(Op):
         self.gamma, self.beta = _affine(layer)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, normalized per channel group (then ``gamma``/``beta`` per channel with ``affine``)."""
         n, c = x.shape[:2]
         g = self.p["group"]
         y = _normalize(x.reshape(n, g, -1), (2,), self.p["eps"]).reshape(x.shape)
@@ -61,6 +63,7 @@ class InstanceNorm(Op):
         self.gamma, self.beta = _affine(layer)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, normalized per channel (then ``gamma``/``beta`` per channel with ``affine``)."""
         y = _normalize(x, tuple(range(2, x.ndim)), self.p["eps"])
         if self.gamma is not None:
             shape = (1, -1) + (1,) * (x.ndim - 2)
@@ -77,6 +80,7 @@ class LayerNorm(Op):
         self.gamma, self.beta = _affine(layer)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, normalized over the innermost axes (then ``gamma``/``beta`` with ``affine``)."""
         size = self.p["affine_size"]
         naxes = 1 if x.ndim < 4 or size == x.shape[-1] else 2
         axes = tuple(range(x.ndim - naxes, x.ndim))

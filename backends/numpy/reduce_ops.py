@@ -57,6 +57,7 @@ class Reduction(Op):
         self.fn = REDUCE[op]
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``x`` reduced over the layer's axes (or all axes), times ``coeff``, in float32."""
         dims = x.ndim - 1
         if self.p["reduce_all"] or dims == 1:  # ncnn always reduces a 1-D blob whole
             axes = tuple(range(1, x.ndim))

@@ -22,6 +22,7 @@ class Concat(Op):
     """Concatenate along ``0=axis``."""
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
+        """The inputs concatenated along the layer's axis."""
         return np.concatenate(xs, axis=np_axis(self.p["axis"], xs[0].ndim - 1))
 
 
@@ -30,6 +31,7 @@ class Split(Op):
     """The same blob under several names (no copy: ops never write to their inputs)."""
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """One reference to ``x`` per output blob."""
         return [x] * len(self.layer.outputs)
 
 
@@ -39,6 +41,7 @@ class Slice(Op):
     ``2=indices``."""
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """One view of ``x`` per output blob, cut along the layer's axis."""
         axis = np_axis(self.p["axis"], x.ndim - 1)
         total = x.shape[axis]
         slices, indices = self.p["slices"], self.p["indices"]
@@ -75,6 +78,7 @@ class Crop(Op):
     """
 
     def run(self, x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+        """A view of ``x`` cropped to the region the params (or ``ref``) give."""
         shape = x.shape[1:]
         if len(shape) == 4 and ref is not None and (ref.ndim != 5 or self.p["woffset"] == -233):
             raise self.unsupported("of a 4-D blob by a reference that is not a 4-D blob shape")
@@ -126,6 +130,7 @@ class Reshape(Op):
     """Reshape to ``0=w 1=h 11=d 2=c`` (-233 drops the axis, 0 keeps the input's, -1 infers)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with each sample reshaped to the target ``w/h/d/c``."""
         p = self.p
         w, h, d, c = p["w"], p["h"], p["d"], p["c"]
         if w == -233:
@@ -147,6 +152,7 @@ class Flatten(Op):
     """Flatten each sample to 1-D."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``(N, ...) -> (N, size)``."""
         return x.reshape(x.shape[0], -1)
 
 
@@ -155,6 +161,7 @@ class Permute(Op):
     """Reorder the axes of a 2-D (order 0/1), 3-D (order 0-5) or 4-D (order 0-23) blob."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with its sample axes reordered by ``order_type``."""
         order, dims = self.p["order_type"], x.ndim - 1
         if order == 0 or dims == 1:
             return x
@@ -176,6 +183,7 @@ class Padding(Op):
         self.per_channel = layer.weight("per_channel_pad") if self.p["per_channel_pad_data_size"] else None
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``x`` padded on the configured sides."""
         p = self.p
         dims = x.ndim - 1
         top, bottom, left, right = p["top"], p["bottom"], p["left"], p["right"]
@@ -205,6 +213,7 @@ class ShuffleChannel(Op):
     """Channel shuffle with ``0=group`` (``1=reverse`` undoes it)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Same shape, channels shuffled across the groups."""
         n, c = x.shape[:2]
         group = self.p["group"]
         if self.p["reverse"]:
@@ -218,6 +227,7 @@ class Dropout(Op):
     """Inference-time dropout: identity, or multiplication by ``0=scale``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """``x``, or ``x * scale``."""
         scale = self.p["scale"]
         return x if scale == 1 else x * np.float32(scale)
 
@@ -227,6 +237,7 @@ class Noop(Op):
     """Passes its inputs through unchanged."""
 
     def run(self, *xs: np.ndarray) -> Sequence[np.ndarray]:
+        """The inputs, unchanged."""
         return list(xs)
 
 
@@ -239,4 +250,5 @@ class MemoryData(Op):
         self.data = layer.weight("data")[None]
 
     def run(self) -> np.ndarray:
+        """The stored constant as a batch of one."""
         return self.data
