@@ -97,12 +97,6 @@ def get_schema(layer_type: str) -> LayerSchema | None:
     return _SCHEMAS.get(layer_type)
 
 
-def known_layer_types() -> list[str]:
-    """Every registered layer type name, sorted."""
-    get_schema("Input")
-    return sorted(_SCHEMAS)
-
-
 class ParamDict:
     """The parameters of one layer: explicit ``id -> value`` pairs plus schema defaults.
 

@@ -46,11 +46,6 @@ def decode_image(path: str | Path, with_alpha: bool = False) -> np.ndarray:
     return _decode(path, "RGBA" if with_alpha else "RGB")
 
 
-def decode_raw(path: str | Path) -> np.ndarray:
-    """Decode an image keeping its own channels: ``(h, w, 1)`` gray, ``(h, w, 3)`` RGB or ``(h, w, 4)`` RGBA."""
-    return _decode(path, None)
-
-
 def _coeffs(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source index and the two 11-bit fixed-point weights of each destination position."""
     scale = src / dst

@@ -18,9 +18,6 @@ from ncnnc.core.errors import NcnncError
 NAME = "table"
 HELP = "make an int8 calibration table (ncnn2table's arguments)"
 
-USAGE_KEYS = ("mean", "norm", "shape", "pixel", "thread", "method", "type", "batch", "cache")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Positionals as ncnn2table: IN.param IN.bin LIST[,LIST] OUT.table key=value..."""
     parser.add_argument("args", nargs="+", metavar="ARG",
