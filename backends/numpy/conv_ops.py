@@ -64,13 +64,13 @@ def windows(x: np.ndarray, kh: int, kw: int, dh: int, dw: int, sh: int, sw: int,
             for i in range(kh) for j in range(kw)]
 
 
-class _ConvBase(Op):
-    """Shared geometry, padding, im2col and epilogue of Convolution and ConvolutionDepthWise."""
+class _KernelOp(Op):
+    """Kernel geometry, group sizes, bias and fused activation of the (de)convolution ops."""
 
     grouped = False
 
-    def __init__(self, layer: Layer) -> None:
-        super().__init__(layer)
+    def _read_kernel(self) -> np.ndarray:
+        """Set the geometry, group, bias and activation attributes; return the float32 weight."""
         p = self.p
         if p["dynamic_weight"]:
             raise self.unsupported("with dynamic_weight=1")
@@ -79,13 +79,22 @@ class _ConvBase(Op):
         self.dw, self.dh = p["dilation_w"], p["dilation_h"]
         self.sw, self.sh = p["stride_w"], p["stride_h"]
         self.group = p["group"] if self.grouped else 1
-        weight = layer.weight("weight")
+        weight = self.layer.weight("weight")
         self.cin_g = weight.size // (self.n * self.kw * self.kh)
         self.out_g = self.n // self.group
+        self.bias = self.layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
+        self.act, self.act_params = p["activation_type"], p["activation_params"]
+        return weight
+
+
+class _ConvBase(_KernelOp):
+    """Shared geometry, padding, im2col and epilogue of Convolution and ConvolutionDepthWise."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        weight = self._read_kernel()
         # (group, out_g, cin_g * kh * kw)
         self.wmat = np.ascontiguousarray(weight.reshape(self.group, self.out_g, self.cin_g * self.kh * self.kw))
-        self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
-        self.act, self.act_params = p["activation_type"], p["activation_params"]
 
     def run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images.
@@ -295,29 +304,15 @@ class ConvolutionDepthWise(_ConvBase):
     grouped = True
 
 
-class _DeconvBase(Op):
+class _DeconvBase(_KernelOp):
     """Transposed convolution: every input pixel scatters ``weight * value`` into the output."""
-
-    grouped = False
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
-        p = self.p
-        if p["dynamic_weight"]:
-            raise self.unsupported("with dynamic_weight=1")
-        self.n = p["num_output"]
-        self.kw, self.kh = p["kernel_w"], p["kernel_h"]
-        self.dw, self.dh = p["dilation_w"], p["dilation_h"]
-        self.sw, self.sh = p["stride_w"], p["stride_h"]
-        self.group = p["group"] if self.grouped else 1
-        weight = layer.weight("weight")
-        self.out_g = self.n // self.group
-        self.cin_g = weight.size // (self.n * self.kw * self.kh)
+        weight = self._read_kernel()
         # stored output-major (group, out_g, cin_g, kh, kw) -> per tap (group, out_g, cin_g)
         w4 = weight.reshape(self.group, self.out_g, self.cin_g, self.kh * self.kw)
         self.taps = np.ascontiguousarray(w4.transpose(3, 0, 1, 2))
-        self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if p["bias_term"] else None
-        self.act, self.act_params = p["activation_type"], p["activation_params"]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``x (N, C, H, W) -> (N, num_output, OH, OW)``; 1-D and 2-D blobs are one-channel images."""
