@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,9 @@ from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
 
 QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+
+DEFAULT_THREADS = os.cpu_count() or 1
+"""The command line's default ``thread=``: every core, as ncnn2table (the table does not depend on it)."""
 """Layer types whose input blob and weights get scales (as in ncnn2table)."""
 
 INT8_MAX = 127

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ncnnc.core.calibration import calibrate
+from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
 from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input size as ncnn2table's shape (once per input)")
     parser.add_argument("--pixel", action="append", default=[], help="RAW/RGB/BGR/GRAY/RGBA/BGRA (once per input)")
     parser.add_argument("--npy", action="store_true", help="the lists name .npy tensors (ncnn2table's type=1)")
-    parser.add_argument("--threads", type=int, default=1, help="worker processes (the table does not depend on it)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="worker processes (default: every core; the table does not depend on it)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--cache-mb", type=int, default=1024,
                         help="memory for activations kept between passes (the rest is recomputed)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ncnnc.core.calibration import DEFAULT_THREADS
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.target_cos <= 1:
         raise NcnncError(f"--target-cos {args.target_cos}: expected a number in (0, 1]")
     try:
-        threads = int(options.get("thread", "1"))
+        threads = int(options.get("thread", str(DEFAULT_THREADS)))
     except ValueError:
         raise NcnncError(f"thread={options['thread']}: expected an integer") from None
     shape = [int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options else []

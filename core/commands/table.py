@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from ncnnc.core.calibration import calibrate
+from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
 from ncnnc.core.errors import NcnncError
 
 NAME = "table"
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if len(positional) != 4 or args.args[:4] != positional:
         raise NcnncError("usage: ncnnc table IN.param IN.bin LIST[,LIST...] OUT.table [key=value ...]")
     param, binf, lists, out = positional
-    kw: dict = {"method": "kl", "threads": 1}
+    kw: dict = {"method": "kl", "threads": DEFAULT_THREADS}
     method_params: dict[str, str] = {}
     for item in options:
         key, value = item.split("=", 1)
