@@ -49,6 +49,8 @@ def format_layer_line(layer: Layer) -> str:
     for pid, value in layer.params.items():
         if isinstance(value, list):
             parts.append(f"{-23300 - pid}=" + ",".join([str(len(value)), *map(_format_value, value)]))
+        elif isinstance(value, str):
+            parts.append(f'{pid}="{value}"')
         else:
             parts.append(f"{pid}={_format_value(value)}")
     return " ".join(parts)
@@ -76,7 +78,10 @@ def param_bin(graph: Graph) -> bytes:
         schema = get_schema(layer.type)
         for pid, value in layer.params.items():
             spec = schema.by_id.get(pid) if schema else None
-            if isinstance(value, list):
+            if isinstance(value, str):
+                raw = value.encode()
+                out.write(struct.pack("<ii", -23400 - pid, len(raw)) + _pad4(raw))
+            elif isinstance(value, list):
                 is_float = any(isinstance(v, float) for v in value) or bool(spec and spec.is_float)
                 out.write(struct.pack("<ii", -23300 - pid, len(value)))
                 out.write(np.asarray(value, "<f4" if is_float else "<i4").tobytes())

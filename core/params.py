@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-ParamValue = int | float | list
-"""An int, a float, or a list of ints/floats (an array parameter)."""
+ParamValue = int | float | list | str
+"""An int, a float, a list of ints/floats (an array parameter) or a string (e.g. Reshape's ``6=`` expression)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ byte for byte.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -65,7 +66,11 @@ def _parse_scalar(text: str, path: str, where: str) -> int | float:
 
 
 def parse_param_value(key: str, value: str, path: str, where: str) -> tuple[int, ParamValue]:
-    """Parse one ``id=value`` pair of a text ``.param`` line into ``(id, value)``."""
+    """Parse one ``id=value`` pair of a text ``.param`` line into ``(id, value)``.
+
+    As ncnn's parser: ``-233xx=n,v0,v1..`` is an array, so is ``id=v0,v1,..`` (the newer form); a
+    value starting with a letter or a double quote is a string (quotes removed).
+    """
     try:
         pid = int(key)
     except ValueError:
@@ -78,7 +83,15 @@ def parse_param_value(key: str, value: str, path: str, where: str) -> tuple[int,
             raise ModelFormatError(f"array param {key} declares {items[0]} values but has {len(values)}",
                                    path, where)
         return -pid - 23300, values
+    if value[:1] == '"' or value[:1].isalpha():
+        return pid, value[1:-1] if value[:1] == '"' and value.endswith('"') and len(value) > 1 else value
+    if "," in value:
+        return pid, [_parse_scalar(v, path, where) for v in value.split(",") if v != ""]
     return pid, _parse_scalar(value, path, where)
+
+
+_PARAM = re.compile(r'(\S+?)=("[^"\n]*"|\S*)|(\S+)')
+"""One ``id=value`` pair (a double-quoted value may hold spaces), or a malformed word."""
 
 
 def parse_param(text: str, path: str = "<param>") -> Graph:
@@ -117,11 +130,15 @@ def parse_param(text: str, path: str = "<param>") -> Graph:
         inputs = tokens[4:4 + nin]
         outputs = tokens[4 + nin:4 + nin + nout]
         params = ParamDict(ltype)
-        for tok in tokens[4 + nin + nout:]:
-            key, eq, value = tok.partition("=")
-            if not eq:
-                raise ModelFormatError(f"param {tok!r} is not of the form id=value", path, where)
+        rest = line.split(None, 4 + nin + nout)[4 + nin + nout:]
+        for match in _PARAM.finditer(rest[0] if rest else ""):
+            key, value, bad = match.groups()
+            if bad is not None:
+                raise ModelFormatError(f"param {bad!r} is not of the form id=value", path, where)
             pid, val = parse_param_value(key, value, path, where)
+            schema = params.schema
+            if isinstance(val, str) and schema is not None and pid in schema.by_id:
+                raise ModelFormatError(f"param value {value!r} is not a number", path, where)
             params.values[pid] = val
         layers.append(Layer(ltype, name, inputs, outputs, params))
     graph = Graph(layers)
@@ -190,6 +207,13 @@ def parse_param_bin(data: bytes, path: str = "<param.bin>") -> Graph:
             pid = r.int32("param id", where)
             if pid == -233:
                 break
+            if pid <= -23400:  # a string: length, then the bytes padded to 4
+                n = r.int32("string length", where)
+                if not 0 <= n <= 255:
+                    raise ModelFormatError(f"string param of length {n}", path, where)
+                raw = r.take((n + 3) // 4 * 4, "string value", where)
+                params.values[-pid - 23400] = raw.split(b"\0")[0].decode("utf-8", "replace")
+                continue
             real = -pid - 23300 if pid <= -23300 else pid
             spec = schema.by_id.get(real) if schema else None
             is_float = bool(spec and spec.is_float)
