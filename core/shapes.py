@@ -259,6 +259,9 @@ def _crop(layer: Layer, ins: list[Shape]) -> list[Shape]:
 
 @shape_rule("Reshape")
 def _reshape(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if 6 in layer.params:
+        raise UnsupportedError(f"Reshape with a shape expression (6=\"{layer.p(6)}\") is not supported",
+                               where=f"layer {layer.name}")
     total = math.prod(ins[0])
     w, h, d, c = layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
     if h == -233:

@@ -132,6 +132,8 @@ class Reshape(Op):
     def run(self, x: np.ndarray) -> np.ndarray:
         """``x`` with each sample reshaped to the target ``w/h/d/c``."""
         p = self.p
+        if 6 in p:
+            raise self.unsupported(f"with a shape expression (6=\"{p[6]}\")")
         w, h, d, c = p["w"], p["h"], p["d"], p["c"]
         if w == -233:
             raise self.unsupported("without a target shape")

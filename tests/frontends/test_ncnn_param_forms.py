@@ -42,3 +42,19 @@ def test_rewritten_model_runs_identically(tmp_path):
         np.testing.assert_array_equal(got[key], ref[key])
         np.testing.assert_array_equal(binary[index], ref[key])
     np.testing.assert_array_equal(ref["r"], np.where(x[:1] > 0, x[:1], 0.5 * x[:1]))
+
+
+def test_reshape_expression_is_refused_not_guessed():
+    """The runtime evaluates Reshape's 6= expression; ncnnc cannot yet, so it says so instead of
+    silently reshaping by 0=/1=/2=."""
+    import pytest
+
+    from ncnnc.backends.numpy import Interpreter
+    from ncnnc.core.errors import NcnncError
+    from ncnnc.core.shapes import infer_shapes
+
+    graph = parse_param(PARAM)
+    with pytest.raises(NcnncError, match=r'layer flat: Reshape with a shape expression \(6="0w,0h,0c"\)'):
+        infer_shapes(graph)
+    with pytest.raises(NcnncError, match="shape expression"):
+        Interpreter(graph).run({"data": np.zeros((1, 4, 6, 8), np.float32)}, ["out"])
