@@ -82,6 +82,16 @@ class Calibrator(ABC):
     def next_pass(self) -> None:  # noqa: B027 (optional hook, nothing to do for one pass)
         """Prepare the next pass over the data (called on the merged statistics)."""
 
+    def observe_all(self, batches: Sequence[np.ndarray]) -> Calibrator:
+        """Show in-memory batches to this calibrator for every one of its passes, as the driver does
+        in one process; returns ``self`` (handy for testing a calibrator on synthetic data)."""
+        for i in range(self.passes):
+            if i:
+                self.next_pass()
+            for batch in batches:
+                self.observe(batch)
+        return self
+
     def replay_form(self, batch: np.ndarray) -> np.ndarray:
         """What later passes need of a batch seen in the first one (default: the batch itself).
 

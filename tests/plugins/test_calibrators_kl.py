@@ -68,13 +68,7 @@ def _ncnn_histogram(values: np.ndarray) -> tuple[np.ndarray, np.float32]:
 
 
 def _calibrate(batches: list[np.ndarray]) -> KLCalibrator:
-    cal = KLCalibrator()
-    for b in batches:
-        cal.observe(b)
-    cal.next_pass()
-    for b in batches:
-        cal.observe(b)
-    return cal
+    return KLCalibrator().observe_all(batches)
 
 
 @pytest.fixture(scope="module")

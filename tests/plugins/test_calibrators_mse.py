@@ -17,11 +17,7 @@ def _int8_error(x: np.ndarray, threshold: float) -> float:
 
 
 def _run(x: np.ndarray) -> MSECalibrator:
-    cal = MSECalibrator()
-    cal.observe(x)
-    cal.next_pass()
-    cal.observe(x)
-    return cal
+    return MSECalibrator().observe_all([x])
 
 
 def test_error_model_matches_brute_force():

@@ -10,12 +10,7 @@ from ncnnc.plugins.calibrators.percentile import PercentileCalibrator
 
 
 def _run(cal: PercentileCalibrator, batches: list[np.ndarray]) -> PercentileCalibrator:
-    for b in batches:
-        cal.observe(b)
-    cal.next_pass()
-    for b in batches:
-        cal.observe(b)
-    return cal
+    return cal.observe_all(batches)
 
 
 def test_gaussian_percentile():
