@@ -26,6 +26,7 @@ BUILTIN_PLUGINS = (
     "ncnnc.frontends.onnx",
     "ncnnc.backends.ncnn_writer",
     "ncnnc.backends.numpy",
+    "ncnnc.backends.llvm",
     "ncnnc.plugins.passes.fold_batchnorm",
     "ncnnc.plugins.passes.fold_binaryop",
     "ncnnc.plugins.passes.replace",

@@ -8,6 +8,7 @@ The Python API mirrors the command line::
     ncnnc.save_model(graph, "out.param", "out.bin")
 """
 
+from ncnnc.backends.llvm.jit import jit
 from ncnnc.backends.ncnn_writer import save as save_model
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.calibration import calibrate as calibrate
@@ -28,6 +29,7 @@ __all__ = [
     "Layer",
     "Weight",
     "infer_shapes",
+    "jit",
     "load_model",
     "registry",
     "save_model",

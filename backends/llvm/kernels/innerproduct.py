@@ -1,0 +1,1 @@
+"""innerproduct kernels (being written)."""

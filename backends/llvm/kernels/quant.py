@@ -1,0 +1,199 @@
+"""int8 inputs of the convolution kernels, and the Quantize / Dequantize / Requantize layers.
+
+:func:`prepare_int8` makes the buffer an int8 kernel reads: the input quantized with the layer's
+input scale (``float2int8(x * scale)``; an int8 blob is taken as it is), zero padding materialised
+around it, channels padded to a multiple the kernel wants.  ``u8`` form stores ``q + 128`` (the
+operand form of x86's ``vpdpbusd``); its padding is 128, i.e. zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from ncnnc.backends.llvm.irutil import (
+    DTYPES,
+    F32,
+    I1,
+    I8,
+    PTR,
+    VOID,
+    for_range,
+    i64,
+    intrinsic,
+    load,
+    new_function,
+    store,
+)
+from ncnnc.backends.llvm.kernels.arith import dequantize, float2int8
+from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
+from ncnnc.backends.llvm.program import KernelContext, View
+from ncnnc.core.ir import Layer
+
+
+def memset(b: ir.IRBuilder, ptr: ir.Value, value: int, nbytes: int) -> None:
+    """``memset(ptr, value, nbytes)``."""
+    fn = intrinsic(b.module, "llvm.memset.p0.i64", VOID, [PTR, I8, ir.IntType(64), I1])
+    b.call(fn, [ptr, ir.Constant(I8, value), i64(nbytes), ir.Constant(I1, 0)])
+
+
+def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int, int],
+                 channel_multiple: int = 1, unsigned: bool = False) -> View:
+    """Add a step that writes ``src`` quantized, padded (``top, bottom, left, right``; negative crops)
+    and channel-padded into a new buffer; returns its view (3-D, dense, dtype ``i8`` or ``u8``)."""
+    c, h, w = src.chw
+    top, bottom, left, right = pads
+    cp = -(-c // channel_multiple) * channel_multiple
+    hp, wp = h + top + bottom, w + left + right
+    out = lw.temp("u8" if unsigned else "i8", (cp, hp, wp))
+    src3 = src.with_(shape=(c, h, w), pixel_stride=src.stride) if src.dims < 3 else src
+
+    def emit(ctx: KernelContext) -> ir.Function:
+        fn, b = new_function(ctx.module, ctx.name, 2)
+        sp, dp = fn.args
+        if top > 0 or bottom > 0 or left > 0 or right > 0 or cp != c:
+            memset(b, dp, 128 if unsigned else 0, cp * hp * wp)
+        y0, y1 = max(0, -top), min(h, h + bottom) if bottom < 0 else h
+        x0, x1 = max(0, -left), min(w, w + right) if right < 0 else w
+        with for_range(b, y0, y1, name="y") as y, for_range(b, x0, x1, name="x") as x:
+            s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src3.stride))
+            d_pix = b.mul(b.add(b.mul(b.add(y, i64(top)), i64(wp)), b.add(x, i64(left))), i64(cp))
+            with for_range(b, 0, c, name="c") as ch:
+                v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
+                q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
+                if unsigned:
+                    q = b.xor(q, ir.Constant(I8, 0x80))
+                store(b, q, dp, b.add(d_pix, ch))
+        b.ret_void()
+        return fn
+
+    if src.dtype not in ("f32", "i8"):
+        raise Unsupported(f"int8 input from a {src.dtype} blob")
+    lw.add("prepare_int8", [src], [out], emit)
+    return out
+
+
+def _per_channel(values: np.ndarray, c: int) -> np.ndarray:
+    v = np.asarray(values, np.float32).ravel()
+    return np.broadcast_to(v, (c,)) if v.size == 1 else v
+
+
+def _elementwise_quant(lw: Lowerer, layer: Layer, out_dtype: str, body) -> None:
+    src = lw.input(layer, 0)
+    if src.dtype not in ("f32", "i8"):
+        raise Unsupported(f"input of dtype {src.dtype}")
+    out = lw.output(layer, 0, out_dtype)
+    c, h, w = src.chw
+
+    def emit(ctx: KernelContext) -> ir.Function:
+        fn, b = new_function(ctx.module, ctx.name, 2)
+        sp, dp = fn.args
+        per = src.shape[0]  # ncnn's channel axis: c, the rows of a 2-D blob, the elements of a 1-D one
+        with for_range(b, 0, h * w, name="p") as p, for_range(b, 0, c, name="c") as ch:
+            v = load(b, sp, DTYPES[src.dtype], b.add(b.mul(p, i64(src.stride)), ch))
+            v = b.sitofp(v, F32) if src.dtype == "i8" else v
+            index = ch if src.dims == 3 else (b.udiv(p, i64(w)) if src.dims == 2 else p)
+            store(b, body(b, v, index, per), dp, b.add(b.mul(p, i64(out.stride)), ch))
+        b.ret_void()
+        return fn
+
+    lw.add(layer.type.lower(), [src], [out], emit)
+
+
+def _table(b: ir.IRBuilder, values: np.ndarray, name: str, ty: ir.Type, index: ir.Value) -> ir.Value:
+    from ncnnc.backends.llvm.irutil import add_constant
+
+    g = add_constant(b.module, name, values)
+    return load(b, g, ty, index)
+
+
+@register_lowering("Quantize")
+def lower_quantize(lw: Lowerer, layer: Layer) -> None:
+    """``float2int8(x * scale)`` with one scale or one per channel."""
+    scale = np.asarray(layer.weight("scale"), np.float32).ravel()
+
+    def body(b, v, index, per):
+        s = ir.Constant(F32, float(scale[0])) if scale.size == 1 else \
+            _table(b, _per_channel(scale, per), f"{b.function.name}.scale", F32, index)
+        return float2int8(b, b.fmul(v, s))
+
+    _elementwise_quant(lw, layer, "i8", body)
+
+
+def _scale_bias(layer: Layer, scale_name: str):
+    scale = np.asarray(layer.weight(scale_name), np.float32).ravel()
+    bias = np.asarray(layer.weight("bias"), np.float32).ravel() if layer.p("bias_data_size") else None
+    return scale, bias
+
+
+def _dequant_body(scale: np.ndarray, bias: np.ndarray | None):
+    from ncnnc.backends.llvm.irutil import F64
+
+    def body(b, v, index, per):
+        s = _table(b, _per_channel(scale, per).astype(np.float64), f"{b.function.name}.scale", F64, index)
+        bb = None if bias is None else _table(b, _per_channel(bias, per).astype(np.float64),
+                                              f"{b.function.name}.bias", F64, index)
+        return dequantize(b, v, s, bb)
+
+    return body
+
+
+@register_lowering("Dequantize")
+def lower_dequantize(lw: Lowerer, layer: Layer) -> None:
+    """``x * scale + bias`` (int32 values arriving as numbers) -> float."""
+    scale, bias = _scale_bias(layer, "scale")
+    _elementwise_quant(lw, layer, "f32", _dequant_body(scale, bias))
+
+
+@register_lowering("Requantize")
+def lower_requantize(lw: Lowerer, layer: Layer) -> None:
+    """``float2int8(activation(x * scale_in + bias) * scale_out)``."""
+    from ncnnc.backends.llvm.kernels.arith import SUPPORTED_ACTIVATIONS, activate
+
+    scale_in, bias = _scale_bias(layer, "scale_in")
+    scale_out = np.asarray(layer.weight("scale_out"), np.float32).ravel()
+    act, params = layer.p(3), layer.p(4)
+    if act not in SUPPORTED_ACTIVATIONS:
+        raise Unsupported(f"activation type {act}")
+    deq = _dequant_body(scale_in, bias)
+
+    def body(b, v, index, per):
+        x = activate(b, deq(b, v, index, per), act, params)
+        s = ir.Constant(F32, float(scale_out[0])) if scale_out.size == 1 else \
+            _table(b, _per_channel(scale_out, per), f"{b.function.name}.scale_out", F32, index)
+        return float2int8(b, b.fmul(x, s))
+
+    _elementwise_quant(lw, layer, "i8", body)
+
+
+def prepare_f32(lw: Lowerer, src: View, pads: tuple[int, int, int, int], channel_multiple: int = 1,
+                pad_value: float = 0.0) -> View:
+    """Like :func:`prepare_int8` for float kernels: ``src`` copied (int8 converted) with ``pad_value`` around."""
+    c, h, w = src.chw
+    top, bottom, left, right = pads
+    cp = -(-c // channel_multiple) * channel_multiple
+    if not any(pads) and cp == c and src.dtype == "f32" and src.dims == 3:
+        return src
+    hp, wp = h + top + bottom, w + left + right
+    out = lw.temp("f32", (cp, hp, wp))
+
+    def emit(ctx: KernelContext) -> ir.Function:
+        fn, b = new_function(ctx.module, ctx.name, 2)
+        sp, dp = fn.args
+        fill = ir.Constant(F32, float(np.float32(pad_value)))
+        if any(pads) or cp != c:
+            with for_range(b, 0, cp * hp * wp, name="e") as e:
+                store(b, fill, dp, e)
+        y0, y1 = max(0, -top), min(h, h + bottom) if bottom < 0 else h
+        x0, x1 = max(0, -left), min(w, w + right) if right < 0 else w
+        with for_range(b, y0, y1, name="y") as y, for_range(b, x0, x1, name="x") as x:
+            s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src.stride))
+            d_pix = b.mul(b.add(b.mul(b.add(y, i64(top)), i64(wp)), b.add(x, i64(left))), i64(cp))
+            with for_range(b, 0, c, name="c") as ch:
+                v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
+                store(b, v if src.dtype == "f32" else b.sitofp(v, F32), dp, b.add(d_pix, ch))
+        b.ret_void()
+        return fn
+
+    lw.add("prepare_f32", [src], [out], emit)
+    return out

@@ -1,0 +1,40 @@
+"""Shared checks of the LLVM backend's tests: a graph's compiled outputs against the numpy simulation.
+
+``compare_jit(graph, inputs)`` compiles for the host, runs every input set, and returns the largest
+absolute difference per output next to the simulation's values; ``assert_matches`` asserts bit
+equality (``atol=0``) or a documented tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncnnc.backends.llvm.jit import jit
+from ncnnc.backends.numpy.interpreter import Interpreter
+from ncnnc.core.ir import Graph
+
+
+def simulate(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The numpy backend's outputs for one unbatched input set."""
+    out = Interpreter(graph).run({k: v[None] for k, v in inputs.items()})
+    return {k: np.asarray(v[0], np.float32) for k, v in out.items()}
+
+
+def run_jit(graph: Graph, inputs: dict[str, np.ndarray], target: str = "host") -> dict[str, np.ndarray]:
+    """The host JIT's outputs for one unbatched input set (no disk cache: tests build fresh code)."""
+    return jit(graph, target, use_cache=False)(inputs)
+
+
+def assert_matches(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float = 0.0,
+                   rtol: float = 0.0) -> None:
+    """Every output present with the same shape; values equal (NaN equal to NaN) within the tolerance."""
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for name in want:
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        assert g.shape == w.shape, (name, g.shape, w.shape)
+        if atol == 0 and rtol == 0:
+            same = (g == w) | (np.isnan(g) & np.isnan(w))
+            assert same.all(), f"{name}: {int((~same).sum())} of {g.size} values differ, largest " \
+                               f"{np.nanmax(np.abs(g.astype(np.float64) - w))}"
+        else:
+            np.testing.assert_allclose(g, w, atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
