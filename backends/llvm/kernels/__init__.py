@@ -3,7 +3,8 @@
 One module per family: ``convert`` (layout and dtype changes at the model's boundary), ``quant``
 (int8 input preparation, Quantize/Dequantize/Requantize), ``conv`` (Convolution and
 ConvolutionDepthWise, int8 and fp32), ``innerproduct``, ``pool``, ``elementwise`` (activations,
-BinaryOp, Eltwise), ``shape`` (Concat, Split, Slice, ShuffleChannel, Flatten, Reshape, Softmax...).
+BinaryOp, Eltwise), ``shape`` (in-place Concat, Split), ``layout`` (Slice, ShuffleChannel, Flatten,
+Reshape...), ``softmax``.
 """
 
 from ncnnc.backends.llvm.kernels import (  # noqa: F401
@@ -11,7 +12,9 @@ from ncnnc.backends.llvm.kernels import (  # noqa: F401
     convert,
     elementwise,
     innerproduct,
+    layout,
     pool,
     quant,
     shape,
+    softmax,
 )

@@ -308,7 +308,8 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
     else:
         blocks = -(-g.out_g // lanes)
         epi = _epilogue(layer, g, int8, blocks, lanes)
-        prepared = prepare_int8(lw, src, scale, g.pads) if int8 else prepare_f32(lw, src, g.pads, 1, layer.p("pad_value"))
+        prepared = (prepare_int8(lw, src, scale, g.pads) if int8
+                    else prepare_f32(lw, src, g.pads, 1, layer.p("pad_value")))
         packed = pack_general(weight, g, lanes, np.int8 if int8 else np.float32)
         emitter = _emit_general
     dtype = "i8" if epi.top_scale is not None else "f32"
