@@ -1,1 +1,314 @@
-"""pool kernels (being written)."""
+"""ncnn Pooling: max and average; global, adaptive, and windowed with ncnn's pad modes (0 full,
+1 valid, 2 SAME_UPPER, 3 SAME_LOWER), explicit pads, ``6=avgpool_count_include_pad``, strides and
+non-square kernels, on 1-D, 2-D (one-channel images) and 3-D blobs.
+
+Every kernel walks output pixels and vectorises over channels (contiguous within a pixel): blocks of
+the target's float lanes, the remaining channels as one narrower vector.  Input and output views may
+have any ``pixel_stride`` (parts of an in-place Concat); a global pooling's ``(c,)`` output is the
+memory of a ``(c, 1, 1)`` image.  int8 inputs are converted to float first.
+
+Semantics follow ``backends/numpy/pool_ops.py`` exactly:
+
+- windowed pooling visits the ``kh * kw`` taps of the padded image in row-major order without
+  materialising the padding: a tap in the padding reads a clamped in-bounds address and is replaced
+  by the padding value (``0`` for the average, ``-FLT_MAX`` for the maximum), so the average's float32
+  sum is the simulation's, addition for addition (padding zeros included), and bit-identical;
+- without ``avgpool_count_include_pad`` the divisor counts the taps inside ncnn's region
+  ``[pad_top, hb - pad_bottom - tail) x [pad_left, wb - pad_right - tail)`` (Python slice semantics,
+  as the simulation's mask), and data outside that region is added as ``x * 0``, as the mask does;
+- maxima are ``np.maximum`` (a NaN anywhere in the window gives NaN).
+
+Tolerance: global average pooling sums a channel's pixels in order, and adaptive average pooling a
+region's pixels row by row, while numpy's ``mean``/``sum`` reductions use pairwise summation (eight
+partial sums per contiguous run of at least 8 values).  Those results differ by a few float32 ulp of
+the sum (measured: at most ``6e-8`` absolute on means of values in [-1, 1] over 7x7 to 56x56
+pixels); the tests allow ``atol=1e-6``.  Sums of integers (int8 inputs) are exact in any order.
+Everything else is bit-identical.
+
+Refused: pooling types other than 0/1, negative explicit pads, adaptive output sizes <= 0, a window
+taller than one row on a 1-D blob, a window larger than the padded input, and any geometry whose
+output shape disagrees with shape inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from ncnnc.backends.llvm.irutil import F32, entry_alloca, for_range, i64, load, new_function, splat, store, vec
+from ncnnc.backends.llvm.kernels.arith import fconst
+from ncnnc.backends.llvm.kernels.elementwise import FLT_MAX, np_maximum
+from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
+from ncnnc.backends.llvm.program import KernelContext
+from ncnnc.backends.numpy.conv_ops import half
+from ncnnc.core.ir import Layer
+
+Block = Callable[[ir.Value, int], None]
+
+
+def channel_blocks(b: ir.IRBuilder, c: int, lanes: int, body: Block) -> None:
+    """``body(first channel, width)`` over ``c`` channels: a loop of ``lanes``-wide blocks, then the rest
+    as one narrower block."""
+    full, tail = divmod(c, lanes)
+    if full:
+        with for_range(b, 0, full, name="blk") as blk:
+            body(b.mul(blk, i64(lanes)), lanes)
+    if tail:
+        body(i64(full * lanes), tail)
+
+
+def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _imax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def _in_range(b: ir.IRBuilder, v: ir.Value, lo: int, hi: int) -> ir.Value:
+    return b.and_(b.icmp_signed(">=", v, i64(lo)), b.icmp_signed("<", v, i64(hi)))
+
+
+def _overlap(b: ir.IRBuilder, start: ir.Value, k: int, lo: int, hi: int) -> ir.Value:
+    """``|[start, start + k) & [lo, hi)|`` (an i64 >= 0)."""
+    n = b.sub(_imin(b, b.add(start, i64(k)), i64(hi)), _imax(b, start, i64(lo)))
+    return _imax(b, n, i64(0))
+
+
+def _acc_slot(b: ir.IRBuilder, width: int, slots: dict[int, ir.Value]) -> ir.Value:
+    if width not in slots:
+        slots[width] = entry_alloca(b, vec(F32, width), f"acc{width}")
+    return slots[width]
+
+
+# ---- geometry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A windowed pooling in padded coordinates: padded row ``r`` is input row ``r - pad_top``."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pad_top: int
+    pad_left: int
+    rows: tuple[int, int]
+    """Padded rows holding data, ``[r0, r1)``."""
+    cols: tuple[int, int]
+    mask_rows: tuple[int, int]
+    """Padded rows the average counts without ``avgpool_count_include_pad`` (``[m0, m1)``, maybe empty)."""
+    mask_cols: tuple[int, int]
+    oh: int
+    ow: int
+
+
+def _slice_range(size: int, start: int, stop: int) -> tuple[int, int]:
+    r = range(size)[start:stop]
+    return (r.start, r.stop) if len(r) else (0, 0)
+
+
+def window_geometry(layer: Layer, h: int, w: int, flat: bool) -> Window:
+    """The numpy op's padding arithmetic (``Pooling._windowed``) for an ``h x w`` input."""
+    p = layer.params
+    kw, kh, sw, sh = p["kernel_w"], p["kernel_h"], p["stride_w"], p["stride_h"]
+    if min(kw, kh, sw, sh) <= 0:
+        raise Unsupported("a zero kernel or stride")
+    if flat and kh > 1:
+        raise Unsupported(f"a window {kh} rows high on a 1-D blob")
+    left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
+    if min(left, right, top, bottom) < 0:
+        raise Unsupported("negative explicit pads")
+    mode = p["pad_mode"]
+    wtail = htail = 0
+    if mode == 0:
+        rw, rh = (w + left + right - kw) % sw, (h + top + bottom - kh) % sh
+        wtail, htail = (sw - rw if rw else 0), (sh - rh if rh else 0)
+        pads = (top, bottom + htail, left, right + wtail)
+    elif mode == 1:
+        pads = (top, bottom, left, right)
+    elif mode in (2, 3):
+        wpad, hpad = kw + (w - 1) // sw * sw - w, kh + (h - 1) // sh * sh - h
+        if wpad > 0 or hpad > 0:
+            if mode == 2:
+                pads = (half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad))
+            else:
+                pads = (hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad))
+        else:
+            pads = (0, 0, 0, 0)
+    else:
+        raise Unsupported(f"pad_mode {mode}")
+    if flat:
+        pads = (0, 0, *pads[2:])
+    pt, pb, pl, pr = pads
+    hb, wb = h + pt + pb, w + pl + pr
+    rows, cols = (max(pt, 0), hb - max(pb, 0)), (max(pl, 0), wb - max(pr, 0))
+    if rows[1] <= rows[0] or cols[1] <= cols[0]:
+        raise Unsupported("padding that crops the whole input")
+    oh, ow = (hb - kh) // sh + 1, (wb - kw) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise Unsupported("a window larger than the padded input")
+    return Window(kh, kw, sh, sw, pt, pl, rows, cols, _slice_range(hb, top, hb - bottom - htail),
+                  _slice_range(wb, left, wb - right - wtail), oh, ow)
+
+
+# ---- kernels ----------------------------------------------------------------------------------
+
+
+def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: bool) -> ir.Function:
+    fn, b = new_function(ctx.module, ctx.name, 2)
+    src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
+    xp, yp = fn.args
+    c, _h, w = src.chw
+    lanes = ctx.lanes(32)
+    slots: dict[int, ir.Value] = {}
+    (r0, r1), (c0, c1), (m0, m1), (n0, n1) = g.rows, g.cols, g.mask_rows, g.mask_cols
+    masked = not is_max and not include_pad
+    # data outside the counted region is added as x * 0 (only matters for inf/NaN, but costs nothing here)
+    zero_data = masked and not (m0 <= r0 and m1 >= r1 and n0 <= c0 and n1 >= c1)
+
+    with for_range(b, 0, g.oh, name="oy") as oy, for_range(b, 0, g.ow, name="ox") as ox:
+        ry, rx = b.mul(oy, i64(g.sh)), b.mul(ox, i64(g.sw))
+        out_pix = b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(dst.stride))
+        divisor = None
+        if masked:
+            area = b.mul(_overlap(b, ry, g.kh, m0, m1), _overlap(b, rx, g.kw, n0, n1))
+            divisor = b.sitofp(area, F32)
+
+        def block(ch: ir.Value, width: int) -> None:
+            ty = vec(F32, width)
+            slot = _acc_slot(b, width, slots)
+            b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
+            pad_value = ir.Constant(ty, [-FLT_MAX if is_max else 0.0] * width)
+            with for_range(b, 0, g.kh, name="ky") as ky:
+                r = b.add(ry, ky)
+                row_ok = _in_range(b, r, r0, r1)
+                iy = b.sub(_imin(b, _imax(b, r, i64(r0)), i64(r1 - 1)), i64(g.pad_top))
+                with for_range(b, 0, g.kw, name="kx") as kx:
+                    col = b.add(rx, kx)
+                    ok = b.and_(row_ok, _in_range(b, col, c0, c1))
+                    ix = b.sub(_imin(b, _imax(b, col, i64(c0)), i64(c1 - 1)), i64(g.pad_left))
+                    at = b.add(b.mul(b.add(b.mul(iy, i64(w)), ix), i64(src.stride)), ch)
+                    x = load(b, xp, ty, at)
+                    if zero_data:
+                        counted = b.and_(_in_range(b, r, m0, m1), _in_range(b, col, n0, n1))
+                        x = b.select(counted, x, b.fmul(x, fconst(x, 0.0)))
+                    v = b.select(ok, x, pad_value)
+                    acc = b.load(slot, typ=ty)
+                    b.store(np_maximum(b, acc, v) if is_max else b.fadd(acc, v), slot)
+            acc = b.load(slot, typ=ty)
+            if not is_max:
+                acc = b.fdiv(acc, splat(b, divisor, width) if masked else fconst(acc, float(g.kh * g.kw)))
+            store(b, acc, yp, b.add(out_pix, ch))
+
+        channel_blocks(b, c, lanes, block)
+    b.ret_void()
+    return fn
+
+
+def _emit_global(ctx: KernelContext, is_max: bool) -> ir.Function:
+    fn, b = new_function(ctx.module, ctx.name, 2)
+    src = ctx.step.inputs[0]
+    xp, yp = fn.args
+    c, h, w = src.chw
+    slots: dict[int, ir.Value] = {}
+
+    def block(ch: ir.Value, width: int) -> None:
+        ty = vec(F32, width)
+        slot = _acc_slot(b, width, slots)
+        b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
+        with for_range(b, 0, h * w, name="p") as p:
+            x = load(b, xp, ty, b.add(b.mul(p, i64(src.stride)), ch))
+            acc = b.load(slot, typ=ty)
+            b.store(np_maximum(b, acc, x) if is_max else b.fadd(acc, x), slot)
+        acc = b.load(slot, typ=ty)
+        if not is_max:
+            acc = b.fdiv(acc, fconst(acc, float(h * w)))
+        store(b, acc, yp, ch)
+
+    channel_blocks(b, c, ctx.lanes(32), block)
+    b.ret_void()
+    return fn
+
+
+def _emit_adaptive(ctx: KernelContext, out_h: int, out_w: int, is_max: bool) -> ir.Function:
+    fn, b = new_function(ctx.module, ctx.name, 2)
+    src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
+    xp, yp = fn.args
+    c, h, w = src.chw
+    slots: dict[int, ir.Value] = {}
+
+    def bounds(i: ir.Value, size: int, out: int) -> tuple[ir.Value, ir.Value]:
+        lo = b.sdiv(b.mul(i64(size), i), i64(out))
+        hi = b.sdiv(b.add(b.mul(i64(size), b.add(i, i64(1))), i64(out - 1)), i64(out))
+        return lo, hi
+
+    with for_range(b, 0, out_h, name="oy") as oy, for_range(b, 0, out_w, name="ox") as ox:
+        y0, y1 = bounds(oy, h, out_h)
+        x0, x1 = bounds(ox, w, out_w)
+        out_pix = b.mul(b.add(b.mul(oy, i64(out_w)), ox), i64(dst.stride))
+        area = b.sitofp(b.mul(b.sub(y1, y0), b.sub(x1, x0)), F32)
+
+        def block(ch: ir.Value, width: int) -> None:
+            ty = vec(F32, width)
+            slot = _acc_slot(b, width, slots)
+            b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
+            with for_range(b, y0, y1, name="y") as y, for_range(b, x0, x1, name="x") as x:
+                v = load(b, xp, ty, b.add(b.mul(b.add(b.mul(y, i64(w)), x), i64(src.stride)), ch))
+                acc = b.load(slot, typ=ty)
+                b.store(np_maximum(b, acc, v) if is_max else b.fadd(acc, v), slot)
+            acc = b.load(slot, typ=ty)
+            if not is_max:
+                acc = b.fdiv(acc, splat(b, area, width))
+            store(b, acc, yp, b.add(out_pix, ch))
+
+        channel_blocks(b, c, ctx.lanes(32), block)
+    b.ret_void()
+    return fn
+
+
+# ---- lowering ---------------------------------------------------------------------------------
+
+
+def _check_shape(lw: Lowerer, layer: Layer, shape: tuple[int, ...]) -> None:
+    inferred = tuple(lw.shape(layer.outputs[0]))
+    if inferred != shape:
+        raise Unsupported(f"an output of shape {shape} where shape inference says {inferred}")
+
+
+@register_lowering("Pooling")
+def lower_pooling(lw: Lowerer, layer: Layer) -> None:
+    """Max / average pooling: global, adaptive or windowed."""
+    p = layer.params
+    kind = p["pooling_type"]
+    if kind not in (0, 1):
+        raise Unsupported(f"pooling_type {kind}")
+    is_max = kind == 0
+    src = lw.input(layer, 0, "f32")
+    c, h, w = src.chw
+    if p["global_pooling"]:
+        _check_shape(lw, layer, (c,))
+        out = lw.output(layer, 0, "f32")
+        lw.add("gpool", [src], [out], lambda ctx: _emit_global(ctx, is_max))
+        return
+    if p["adaptive_pooling"]:
+        out_w = w if p["out_w"] == -233 else p["out_w"]
+        out_h = h if p["out_h"] == -233 else p["out_h"]
+        if out_w <= 0 or out_h <= 0:
+            raise Unsupported(f"adaptive output size {out_h}x{out_w}")
+        _check_shape(lw, layer, (c, out_h, out_w))
+        out = lw.output(layer, 0, "f32")
+        lw.add("apool", [src], [out], lambda ctx: _emit_adaptive(ctx, out_h, out_w, is_max))
+        return
+    g = window_geometry(layer, h, w, src.dims == 1)
+    _check_shape(lw, layer, (c, g.oh, g.ow))
+    out = lw.output(layer, 0, "f32")
+    include_pad = bool(p["avgpool_count_include_pad"])
+    lw.add("pool", [src], [out], lambda ctx: _emit_windowed(ctx, g, is_max, include_pad),
+           macs=c * g.oh * g.ow * g.kh * g.kw)
+
+
+__all__ = ["Window", "channel_blocks", "lower_pooling", "window_geometry"]
