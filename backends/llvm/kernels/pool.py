@@ -18,12 +18,15 @@ Semantics follow ``backends/numpy/pool_ops.py`` exactly:
   as the simulation's mask), and data outside that region is added as ``x * 0``, as the mask does;
 - maxima are ``np.maximum`` (a NaN anywhere in the window gives NaN).
 
-Tolerance: global average pooling sums a channel's pixels in order, and adaptive average pooling a
-region's pixels row by row, while numpy's ``mean``/``sum`` reductions use pairwise summation (eight
-partial sums per contiguous run of at least 8 values).  Those results differ by a few float32 ulp of
-the sum (measured: at most ``6e-8`` absolute on means of values in [-1, 1] over 7x7 to 56x56
-pixels); the tests allow ``atol=1e-6``.  Sums of integers (int8 inputs) are exact in any order.
-Everything else is bit-identical.
+- global average pooling is numpy's ``mean`` over a contiguous plane: ``(0 + pairwise_sum(plane)) / n``
+  with numpy's pairwise summation reproduced addition for addition (:func:`pairwise_sum`), so it is
+  bit-identical too (as long as the simulation's plane is contiguous, which it is).
+
+Tolerance: adaptive average pooling sums a region's pixels row by row, while numpy reduces the
+strided region in its own iterator order (pairwise within rows of 8 or more).  Those results differ
+by a few float32 ulp of the sum (measured: at most ``6e-8`` absolute on means of values in [-1, 1],
+regions up to 28x19 pixels); the tests allow ``atol=1e-6``.  Sums of integers (int8 inputs) are
+exact in any order.  Everything else is bit-identical.
 
 Refused: pooling types other than 0/1, negative explicit pads, adaptive output sizes <= 0, a window
 taller than one row on a 1-D blob, a window larger than the padded input, and any geometry whose
@@ -209,6 +212,41 @@ def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: boo
     return fn
 
 
+PAIRWISE_BLOCK = 128
+"""numpy's ``PW_BLOCKSIZE``: runs longer than this are split in two for pairwise summation."""
+
+
+def pairwise_sum(b: ir.IRBuilder, at: Callable[[ir.Value], ir.Value], start: int, n: int,
+                 regs: list[ir.Value], ty: ir.Type) -> ir.Value:
+    """numpy's float32 ``pairwise_sum`` of the ``n`` values ``at(start + i)`` (vectors: one sum per lane),
+    addition for addition: below 8 values a plain sum from 0, up to 128 eight partial sums combined as
+    ``((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))`` then the rest, above that the two halves (split at a multiple
+    of 8) summed recursively.  ``regs`` are 8 stack slots of type ``ty`` for the partial sums."""
+    if n < 8:
+        acc = None
+        for i in range(n):
+            v = at(i64(start + i))
+            acc = b.fadd(fconst(v, 0.0), v) if acc is None else b.fadd(acc, v)
+        return acc
+    if n <= PAIRWISE_BLOCK:
+        for j in range(8):
+            b.store(at(i64(start + j)), regs[j])
+        body_end = n - n % 8
+        with for_range(b, 1, body_end // 8, name="pw") as k:
+            base = b.add(i64(start), b.mul(k, i64(8)))
+            for j in range(8):
+                v = at(b.add(base, i64(j)))
+                b.store(b.fadd(b.load(regs[j], typ=ty), v), regs[j])
+        r = [b.load(regs[j], typ=ty) for j in range(8)]
+        res = b.fadd(b.fadd(b.fadd(r[0], r[1]), b.fadd(r[2], r[3])), b.fadd(b.fadd(r[4], r[5]), b.fadd(r[6], r[7])))
+        for i in range(body_end, n):
+            res = b.fadd(res, at(i64(start + i)))
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return b.fadd(pairwise_sum(b, at, start, n2, regs, ty), pairwise_sum(b, at, start + n2, n - n2, regs, ty))
+
+
 def _emit_global(ctx: KernelContext, is_max: bool) -> ir.Function:
     fn, b = new_function(ctx.module, ctx.name, 2)
     src = ctx.step.inputs[0]
@@ -218,6 +256,13 @@ def _emit_global(ctx: KernelContext, is_max: bool) -> ir.Function:
 
     def block(ch: ir.Value, width: int) -> None:
         ty = vec(F32, width)
+        if not is_max:  # numpy's mean: 0 + pairwise_sum(plane), then / count
+            regs = [entry_alloca(b, ty, f"pw{width}_{j}") for j in range(8)]
+            total = pairwise_sum(b, lambda p: load(b, xp, ty, b.add(b.mul(p, i64(src.stride)), ch)), 0, h * w,
+                                 regs, ty)
+            total = b.fadd(fconst(total, 0.0), total)
+            store(b, b.fdiv(total, fconst(total, float(h * w))), yp, ch)
+            return
         slot = _acc_slot(b, width, slots)
         b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
         with for_range(b, 0, h * w, name="p") as p:
