@@ -63,7 +63,7 @@ def calibration_seconds(paths: list[Path], threads: int, method: str) -> float:
 
 def main() -> None:
     """Run both, print the times and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--method", default="kl")

@@ -37,7 +37,7 @@ def best_of(fn, repeat: int) -> float:
 
 def main() -> None:
     """Run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     param, binf = MODEL / "squeezenet_v1.1.param", MODEL / "squeezenet_v1.1.bin"

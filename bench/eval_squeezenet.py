@@ -26,7 +26,7 @@ def main() -> None:
     import ncnnc
     from ncnnc.core.evaluate import evaluate
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--methods", default="kl,aciq,eq")
     parser.add_argument("--images", type=int, default=500, help="evaluation images (all 500 by default)")
     parser.add_argument("--out", help="keep the compiled models here")

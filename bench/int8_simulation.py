@@ -28,7 +28,7 @@ def main() -> None:
     from ncnnc.core.calibration import batches, input_specs, load_batch
     from ncnnc.frontends.ncnn import load
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("model", nargs="*", default=[str(REF / "squeezenet_v1.1-int8-kl.param"),
                                                      str(REF / "squeezenet_v1.1-int8-kl.bin")])
     parser.add_argument("--images", type=int, default=500)

@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ncnnc import __version__
 
     parser = argparse.ArgumentParser(
-        prog="ncnnc", description="ncnnc: compile trained networks into fast int8 ncnn models.")
+        prog="ncnnc", description="ncnnc: compile trained networks into fast int8 ncnn models.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"ncnnc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in COMMANDS:
         module = importlib.import_module(f"ncnnc.core.commands.{modname}")
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        # allow_abbrev=False everywhere: `--targ` must not silently mean `--target` or `--target-cos`
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

@@ -81,11 +81,19 @@ def _quantized_outputs(graph: Graph) -> dict[str, float]:
 
 
 class _Runner:
-    """Runs one model on a batch with either backend, returning the requested blobs batched."""
+    """Runs one model on a batch with one backend, returning the requested blobs batched.
+
+    ``llvm`` compiles the model for this machine (host JIT) with the requested blobs as its outputs,
+    once per set of blobs.
+    """
 
     def __init__(self, param: Path, binf: Path, graph: Graph, backend: str) -> None:
         self.backend = backend
-        if backend == "ncnn":
+        self.graph = graph
+        self.compiled: dict[tuple[str, ...], object] = {}
+        if backend == "llvm":
+            pass
+        elif backend == "ncnn":
             from ncnnc.backends.ncnn_runtime import RuntimeNet
 
             self.net = RuntimeNet(param, binf)
@@ -94,9 +102,25 @@ class _Runner:
 
             self.interp = Interpreter(graph)
         else:
-            raise NcnncError(f"unknown backend {backend!r} (ncnn or numpy)")
+            raise NcnncError(f"unknown backend {backend!r} (ncnn, numpy or llvm)")
+
+    def _jit(self, blobs: list[str], inputs: dict[str, np.ndarray]):
+        from ncnnc.backends.llvm.jit import jit
+
+        key = tuple(blobs)
+        if key not in self.compiled:
+            graph = self.graph.copy()
+            graph.explicit_outputs = list(blobs)
+            shapes = {k: tuple(v.shape[1:]) for k, v in inputs.items()}
+            # not from the code cache: it is keyed by params and weights, not by which blobs are outputs
+            self.compiled[key] = jit(graph, "host", input_shapes=shapes, use_cache=False)
+        return self.compiled[key]
 
     def run(self, inputs: dict[str, np.ndarray], blobs: list[str]) -> dict[str, np.ndarray]:
+        """The requested blobs for a batch of inputs (leading batch axis), float32."""
+        if self.backend == "llvm":
+            out = self._jit(blobs, inputs)(inputs)  # type: ignore[operator]
+            return {b: np.asarray(out[b], np.float32) for b in blobs}
         if self.backend == "numpy":
             out = self.interp.run(inputs, blobs)
             return {b: np.asarray(v, np.float32) for b, v in out.items()}

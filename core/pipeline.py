@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ncnnc.core.backend import Target
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 from ncnnc.core.table import WEIGHT_SUFFIX, CalibrationTable
 
 if TYPE_CHECKING:
+    from ncnnc.backends.llvm.build import Built
     from ncnnc.core.mixed_precision import MixedPrecisionReport
     from ncnnc.plugins.quantizer import QuantizeReport
 
@@ -42,6 +44,7 @@ class CompileResult:
     written: list[Path] = field(default_factory=list)
     quantize_report: QuantizeReport | None = None
     mixed_precision: MixedPrecisionReport | None = None
+    built: Built | None = None
 
     def summary(self) -> str:
         """The closing summary: per stage time and outcome, sizes, files written."""
@@ -107,7 +110,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
-            threads: int = 1, out_dir: str | Path | None = None, progress: bool = False,
+            threads: int = 1, target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
+            out_dir: str | Path | None = None, progress: bool = False,
             log: Callable[[str], None] | None = None) -> CompileResult:
     """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.
 
@@ -117,6 +121,11 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     until the worst calibration image's output cosine reaches ``target_cos`` (measured on
     ``amp_images`` images).  With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
+
+    ``target`` (a target name such as ``armv8``, ``x86-64-v3``, ``host``, or a
+    :class:`~ncnnc.core.backend.Target`) also generates native code with the LLVM backend:
+    ``result.built``, and ``model.o`` + ``model.h`` (with ``emit_asm`` ``model.s``, with ``emit_llvm``
+    ``model.ll``) written with the model, all or none.
     """
     from ncnnc.core.calibration import calibrate
     from ncnnc.core.optimize import optimize
@@ -126,6 +135,14 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     fp32_layers = list(fp32_layers)
     if int8 and calib is None:
         raise NcnncError("--int8 needs calibration images (--calib LIST_OR_DIR)")
+    resolved = None
+    if target is not None:
+        from ncnnc.backends.llvm.targets import resolve
+
+        resolved = resolve(target)
+    elif emit_asm or emit_llvm:
+        flag = "--emit-asm" if emit_asm else "--emit-llvm"
+        raise NcnncError(f"{flag} needs a code generation target (--target NAME)")
     start = time.perf_counter()
     graph, source = _load(model)
     check_fp32_model(graph, source)
@@ -175,8 +192,14 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
     data = bin_bytes(out_graph)
     result.out_bytes = len(data)
+    extra: dict[str, bytes] = {}
+    if resolved is not None:
+        t = time.perf_counter()
+        say(f"generating code for {resolved.name} ...")
+        extra = _codegen(out_graph, resolved, shape, emit_asm, emit_llvm, result)
+        result.stages["codegen"] = time.perf_counter() - t
     if out_dir is not None:
-        result.written = _write(Path(out_dir), param_text(out_graph), data, table)
+        result.written = _write(Path(out_dir), param_text(out_graph), data, table, extra)
     result.stages["total"] = time.perf_counter() - start
     return result
 
@@ -202,17 +225,56 @@ def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, 
     return amp.fp32_layers
 
 
-def _write(out_dir: Path, param: str, data: bytes, table: CalibrationTable | None) -> list[Path]:
+def _codegen_shapes(graph: Graph, shape: Sequence[int]) -> dict[str, tuple[int, ...]] | None:
+    """Input shapes for code generation: ``shape=[w,h,c]`` for a single input whose Input layer has no dims."""
+    if len(graph.inputs) != 1 or len(shape) not in (2, 3):
+        return None
+    layer = graph.producer(graph.inputs[0])
+    if layer is None or (layer.p("w") and layer.p("h")):
+        return None
+    w, h, *c = (int(v) for v in shape)
+    return {graph.inputs[0]: (c[0] if c else 3, h, w)}
+
+
+def _codegen(graph: Graph, target: Target, shape: Sequence[int], emit_asm: bool, emit_llvm: bool,
+             result: CompileResult) -> dict[str, bytes]:
+    """Build ``graph`` for ``target`` with the LLVM backend; note the outcome; returns the AOT files."""
+    from ncnnc.backends.llvm.aot import aot_files
+    from ncnnc.backends.llvm.build import build
+
+    built = build(graph, target, input_shapes=_codegen_shapes(graph, shape), assembly=emit_asm, llvm_ir=emit_llvm)
+    result.built = built
+    result.notes["codegen"] = (f"{built.target} ({built.triple}): {len(built.steps)} kernels, workspace "
+                               f"{built.workspace_size} bytes, object {len(built.object_code)} bytes, "
+                               + ("from cache" if built.cached else "compiled (not cached)"))
+    return aot_files(built)
+
+
+def _write(out_dir: Path, param: str, data: bytes, table: CalibrationTable | None,
+           extra: dict[str, bytes] | None = None) -> list[Path]:
+    """Write the model (and ``extra`` files such as ``model.o``) into ``out_dir``, all or none.
+
+    Generated code left there by an earlier compile that this one does not produce (``model.o`` after a
+    compile without a target, ``model.s`` without ``--emit-asm``) is removed: it would not match the model.
+    """
+    from ncnnc.backends.llvm.aot import AOT_NAMES
     from ncnnc.core.fileio import atomic_outputs
 
+    extra = extra or {}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise NcnncError(f"cannot create the output directory: {e.strerror}", str(out_dir)) from None
     paths = [out_dir / name for name in OUTPUT_NAMES[: 3 if table is not None else 2]]
+    paths += [out_dir / name for name in extra]
     with atomic_outputs(*paths) as temps:
         temps[0].write_text(param)
         temps[1].write_bytes(data)
         if table is not None:
             temps[2].write_text(table.to_text())
+        for tmp, content in zip(temps[len(paths) - len(extra):], extra.values()):
+            tmp.write_bytes(content)
+    for name in AOT_NAMES:
+        if name not in extra:
+            (out_dir / name).unlink(missing_ok=True)
     return paths

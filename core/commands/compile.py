@@ -3,6 +3,10 @@
 ``ncnnc compile MODEL... --int8 --calib LIST_OR_DIR mean=[104,117,123] norm=[1,1,1]
 shape=[227,227,3] pixel=BGR method=kl [--auto-mixed-precision] -o OUTDIR`` writes
 ``OUTDIR/model.param``, ``model.bin`` and ``model.table``.
+
+``--target NAME`` (``ncnnc plugins targets`` lists them) also generates native code with the LLVM
+backend: ``model.o`` and ``model.h`` (with ``--emit-asm`` ``model.s``, with ``--emit-llvm`` ``model.ll``)
+beside the model, all files or none.  Without ``--int8`` the optimized fp32 model is compiled.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"worst-image output cosine similarity to reach (default {DEFAULT_TARGET_COS})")
     parser.add_argument("--amp-images", type=int, default=16, metavar="N",
                         help="calibration images used to measure sensitivity (default 16)")
+    parser.add_argument("--target", metavar="NAME",
+                        help="also generate native code for this CPU target: model.o + model.h (e.g. host, "
+                             "x86-64-v3, armv8, armv8.2-dotprod; `ncnnc plugins targets` lists them)")
+    parser.add_argument("--emit-asm", action="store_true", help="with --target: also write model.s (assembly)")
+    parser.add_argument("--emit-llvm", action="store_true", help="with --target: also write model.ll (LLVM IR)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
@@ -87,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
     paths, options = split_items(args.items)
     if args.int8 and not args.calib:
         raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")
+    if (args.emit_asm or args.emit_llvm) and not args.target:
+        raise NcnncError(f"{'--emit-asm' if args.emit_asm else '--emit-llvm'} needs --target NAME")
+    if args.target:
+        from ncnnc.backends.llvm.targets import resolve
+
+        resolve(args.target)  # an unknown target fails before any work
     if not 0 < args.target_cos <= 1:
         raise NcnncError(f"--target-cos {args.target_cos}: expected a number in (0, 1]")
     try:
@@ -100,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                      shape=shape, pixel=options.get("pixel", "BGR"), method=options.get("method", "kl"),
                      fp32_layers=parse_layer_list(args.fp32_layers), auto_mixed_precision=args.auto_mixed_precision,
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
+                     target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
                      out_dir=args.output, progress=True)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())

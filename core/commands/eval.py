@@ -1,7 +1,9 @@
 """``ncnnc eval``: an fp32 model vs its int8 version on images (accuracy, agreement, per-layer similarity).
 
 ``ncnnc eval FP32.param FP32.bin INT8.param INT8.bin IMAGES --labels synset_words.txt
-mean=[104,117,123] shape=[227,227,3] [--backend ncnn|numpy]``
+mean=[104,117,123] shape=[227,227,3] [--backend ncnn|numpy|llvm]``
+
+``--backend llvm`` runs both models as native code compiled for this machine (the host JIT).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("options", nargs="*", metavar="OPTION", help="preprocessing: mean=[..] norm=[..] "
                         "shape=[w,h,c] pixel=BGR (as ncnn2table)")
     parser.add_argument("--labels", metavar="SYNSET_WORDS", help="class list; image names start with the WordNet id")
-    parser.add_argument("--backend", choices=("ncnn", "numpy"), default="ncnn",
-                        help="run the models in the real ncnn runtime (default) or the numpy backend")
+    parser.add_argument("--backend", choices=("ncnn", "numpy", "llvm"), default="ncnn",
+                        help="run the models in the real ncnn runtime (default), the numpy backend or as native "
+                             "code (llvm, host JIT)")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
     parser.add_argument("--worst", type=int, default=10, metavar="N", help="how many layers to list (default 10)")
 

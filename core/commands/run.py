@@ -1,5 +1,10 @@
 """``ncnnc run``: run a model on images or ``.npy`` tensors with the numpy backend (or the real ncnn
-runtime), print the top classes, optionally save every output blob."""
+runtime, or native code from the LLVM backend), print the top classes, optionally save every output blob.
+
+``--backend llvm`` compiles the model for ``--target`` (default ``host``): a target this machine runs is
+JIT-compiled into this process; another one (``armv8``) is linked with the C driver and run in its own
+process (aarch64 under ``qemu-aarch64``), all inputs in one run.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from ncnnc.core.ir import Graph
 from ncnnc.core.preprocess import PIXEL_TYPES, load_image, substract_mean_normalize
 
 NAME = "run"
-HELP = "run a model on images or .npy tensors (numpy backend or the real ncnn runtime)"
+HELP = "run a model on images or .npy tensors (numpy backend, the real ncnn runtime or native code)"
 BATCH = 32
 OPTION_KEYS = ("mean", "norm", "shape", "pixel")
 
@@ -30,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=5, metavar="K", help="classes to print per output (default 5)")
     parser.add_argument("--labels", help="class names, one per line (synset_words.txt)")
     parser.add_argument("--save", metavar="OUT.npz", help="save every output blob, stacked over the inputs")
-    parser.add_argument("--backend", choices=("numpy", "ncnn"), default="numpy",
-                        help="numpy interpreter (default) or the real ncnn runtime")
+    parser.add_argument("--backend", choices=("numpy", "ncnn", "llvm"), default="numpy",
+                        help="numpy interpreter (default), the real ncnn runtime, or native code (llvm)")
+    parser.add_argument("--target", metavar="NAME",
+                        help="with --backend llvm: the CPU target (default host; a target this machine cannot "
+                             "run, e.g. armv8, is linked and run under qemu)")
 
 
 def parse_options(tokens: Sequence[str]) -> tuple[list[str], dict]:
@@ -109,6 +117,33 @@ def _run_ncnn(param: str, binf: str, blob: str, tensors: list[np.ndarray], outpu
     return {o: np.stack([r[o] for r in results]) for o in outputs}
 
 
+def _run_llvm(graph: Graph, blob: str, tensors: list[np.ndarray], outputs: list[str],
+              target: str | None) -> dict[str, np.ndarray]:
+    """Native code: the host JIT for a target this machine runs, else the linked driver (qemu for aarch64)."""
+    from ncnnc.backends.llvm import build, jit
+    from ncnnc.backends.llvm.native import run_native
+    from ncnnc.backends.llvm.targets import is_native, resolve
+
+    resolved = resolve(target or "host")
+    # The code cache is keyed by params and weights, not by which blobs are outputs: other outputs than the
+    # model's own are compiled fresh.
+    use_cache = list(outputs) == graph.outputs
+    if not use_cache:
+        graph = graph.copy()
+        graph.explicit_outputs = list(outputs)
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise NcnncError("inputs have different shapes; give shape=[w,h] to resize images alike")
+    input_shapes = {blob: shapes.pop()} if shapes else None
+    if is_native(resolved):
+        model = jit(graph, resolved, input_shapes=input_shapes, use_cache=use_cache)
+        results = [model({blob: t}) for t in tensors]
+    else:
+        built = build(graph, resolved, input_shapes=input_shapes, use_cache=use_cache)
+        results = run_native(built, [{blob: t} for t in tensors], target=resolved)
+    return {o: np.stack([r[o] for r in results]) for o in outputs}
+
+
 def _labels(path: str | None) -> list[str] | None:
     if path is None:
         return None
@@ -139,8 +174,12 @@ def run(args: argparse.Namespace) -> int:
     labels = _labels(args.labels)
     declared = _input_shape(graph, blob)
     tensors = [read_input(p, options, declared) for p in inputs]
+    if args.target and args.backend != "llvm":
+        raise NcnncError("--target needs --backend llvm")
     if args.backend == "numpy":
         results = _run_numpy(graph, blob, tensors, outputs)
+    elif args.backend == "llvm":
+        results = _run_llvm(graph, blob, tensors, outputs, args.target)
     else:
         results = _run_ncnn(param, binf, blob, tensors, outputs)
     for i, path in enumerate(inputs):
