@@ -125,8 +125,9 @@ def _pooling(layer: Layer, ins: list[Shape]) -> list[Shape]:
     c, h, w = _spatial(ins[0])
     if layer.p("global_pooling"):
         return [(c,)]
-    if layer.p("adaptive_pooling"):
-        return [(c, layer.p("out_h"), layer.p("out_w"))]
+    if layer.p("adaptive_pooling"):  # -233 keeps the input's size, as the runtime does
+        out_h, out_w = layer.p("out_h"), layer.p("out_w")
+        return [(c, h if out_h == -233 else out_h, w if out_w == -233 else out_w)]
     kw, kh = layer.p("kernel_w"), layer.p("kernel_h")
     sw, sh = layer.p("stride_w"), layer.p("stride_h")
     left, right, top, bottom = (layer.p(k) for k in ("pad_left", "pad_right", "pad_top", "pad_bottom"))

@@ -55,24 +55,30 @@ def cache_dir() -> Path:
     return Path(base) / "ncnnc" / "llvm"
 
 
+_NOT_CODEGEN = ("jit.py", "aot.py", "native.py", "__init__.py")
+"""Backend modules that do not change the object code (left out of the cache key)."""
+
+
 def _source_digest() -> str:
     h = hashlib.sha256()
     root = Path(__file__).parent
     for path in sorted(root.rglob("*.py")):
+        if path.name in _NOT_CODEGEN:
+            continue
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
 
 def graph_key(graph: Graph, target: Target, prefix: str, input_shapes: dict | None) -> str:
-    """The cache key: sha256 of ncnnc's version, the backend source, target, prefix, params and weights."""
+    """The cache key: sha256 of ncnnc's version, the backend source, target, prefix, outputs, params and weights."""
     from ncnnc import __version__
     from ncnnc.backends.ncnn_writer import bin_bytes, param_text
 
     h = hashlib.sha256()
     for part in (__version__, _source_digest(), target.name, target.triple, target.cpu, target.features,
                  json.dumps(target.options, sort_keys=True, default=str), prefix,
-                 json.dumps(sorted((input_shapes or {}).items())), param_text(graph)):
+                 json.dumps(sorted((input_shapes or {}).items())), json.dumps(graph.outputs), param_text(graph)):
         h.update(str(part).encode())
         h.update(b"\0")
     h.update(bin_bytes(graph))

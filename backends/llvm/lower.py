@@ -140,7 +140,8 @@ class Lowerer:
     def output(self, layer: Layer, i: int = 0, dtype: str = "f32") -> View:
         """The view the layer writes its ``i``-th output to (inside a concatenation when planned so)."""
         blob = layer.outputs[i]
-        view = self._placed_view(blob, dtype)
+        existing = self.views.get(blob)  # made already when an input of an in-place Concat asked for it
+        view = existing if existing is not None and existing.dtype == dtype else self._placed_view(blob, dtype)
         self.views[blob] = view
         return view
 

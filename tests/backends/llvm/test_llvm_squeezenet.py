@@ -1,0 +1,65 @@
+"""Whole models through the LLVM backend against the numpy int8 simulation and the real ncnn runtime.
+
+SqueezeNet v1.1 compiled by ``ncnnc.compile`` (kl, first 100 shared images) runs through the host JIT
+on all 500 shared images: top-1 equal to the simulation's and to the runtime's int8 output on every
+image, ``prob`` within 1e-6 of the simulation.  The mixed-precision build (``auto_mixed_precision``,
+some layers kept fp32) passes the same comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ncnnc.backends.ncnn_runtime import RuntimeNet
+from ncnnc.backends.numpy.interpreter import Interpreter
+from ncnnc.core.calibration import batches, input_specs, load_batch
+from ncnnc.core.pipeline import compile as compile_model
+from ncnnc.frontends.ncnn import load
+
+PREPROCESS = {"mean": [104.0, 117.0, 123.0], "norm": [1.0, 1.0, 1.0], "shape": [227, 227, 3]}
+
+
+def _compiled(squeezenet_dir, image_paths, out, **options):
+    d = squeezenet_dir
+    compile_model([d / "squeezenet_v1.1.param", d / "squeezenet_v1.1.bin"], calib=image_paths[:100],
+                  out_dir=out, threads=2, **PREPROCESS, **options)
+    return out / "model.param", out / "model.bin"
+
+
+def _compare_on_images(param, binf, image_paths) -> dict[str, float]:
+    """Run every image through the JIT, the simulation and the runtime; assert and return the figures."""
+    from ncnnc.backends.llvm.jit import jit
+
+    graph = load(str(param), str(binf))
+    model = jit(graph)
+    interp, net = Interpreter(graph), RuntimeNet(param, binf)
+    specs = input_specs(graph, [image_paths], mean=[PREPROCESS["mean"]], norm=[PREPROCESS["norm"]],
+                        shape=[PREPROCESS["shape"]], pixel=["BGR"])
+    worst, count = 0.0, 0
+    for indices in batches(specs, 25):
+        batch = load_batch(specs, indices)["data"]
+        sim = interp.run({"data": batch}, ["prob"])["prob"].reshape(len(indices), -1)
+        got = model({"data": batch})["prob"].reshape(len(indices), -1)
+        real = np.stack([net.run({"data": x}, ["prob"])["prob"].ravel() for x in batch])
+        assert (got.argmax(1) == sim.argmax(1)).all()
+        assert (got.argmax(1) == real.argmax(1)).all()
+        worst = max(worst, float(np.abs(got - sim).max()))
+        count += len(indices)
+    assert worst <= 1e-6, worst
+    return {"images": count, "largest prob difference": worst}
+
+
+def test_squeezenet_int8_host_jit_matches_simulation_and_runtime(squeezenet_dir, image_paths, tmp_path):
+    param, binf = _compiled(squeezenet_dir, image_paths, tmp_path)
+    figures = _compare_on_images(param, binf, image_paths)
+    assert figures["images"] == 500
+
+
+@pytest.mark.parametrize("method", ["kl"])
+def test_squeezenet_mixed_precision_host_jit(squeezenet_dir, image_paths, tmp_path, method):
+    param, binf = _compiled(squeezenet_dir, image_paths, tmp_path, auto_mixed_precision=True, method=method)
+    graph = load(str(param), str(binf))
+    assert any(layer.type == "Convolution" and not layer.p("int8_scale_term") for layer in graph.layers)
+    figures = _compare_on_images(param, binf, image_paths)
+    assert figures["images"] == 500
