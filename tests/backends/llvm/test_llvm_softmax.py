@@ -1,7 +1,8 @@
 """Softmax compiled by the LLVM backend against the numpy simulation.
 
-Tolerance (see ``backends/llvm/kernels/softmax.py``): ``expf`` vs numpy's exp and a sequential vs
-pairwise sum: ``rtol=1e-6`` (about 8 float32 ulps), ``atol=1e-37`` for subnormal outputs.
+Tolerance (see ``backends/llvm/kernels/softmax.py``): the sums follow numpy's order (pairwise or
+sequential), only ``expf`` vs numpy's exp differs: ``rtol=1e-6`` (about 8 float32 ulps), ``atol=1e-37``
+for subnormal outputs.
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ def test_softmax_measured_ulps():
     """The documented tolerance is measured, not guessed: a handful of ulps at most."""
     rng = np.random.default_rng(1)
     worst = 0
-    for shape, axis in [((64,), 0), ((9, 64), 1), ((64, 9), 0), ((64, 5, 6), 0), ((7, 64, 3), 1), ((5, 3, 64), 2)]:
+    for shape, axis in [((64,), 0), ((9, 64), 1), ((64, 9), 0), ((64, 5, 6), 0), ((7, 64, 3), 1), ((5, 3, 64), 2),
+                        ((1000,), 0), ((300, 1, 1), 0), ((3, 2, 257), -1), ((200, 3), 0)]:
         graph, in_shape = _graph(shape, axis)
         data = {"data": rng.normal(0, 3, in_shape).astype(np.float32)}
         got, want = run_jit(graph, data)["sm"], simulate(graph, data)["sm"]
         normal = want > 1e-30
         worst = max(worst, _ulps(got[normal], want[normal]))
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
-    assert worst <= 8, worst
+    assert worst <= 6, worst
 
 
 def test_softmax_refuses_int8_input():
