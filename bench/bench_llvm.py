@@ -57,7 +57,7 @@ def main() -> None:
     from ncnnc.core.pipeline import compile as compile_model
     from ncnnc.frontends.ncnn import load
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--model", nargs=2, metavar=("PARAM", "BIN"))

@@ -43,6 +43,7 @@ def optimize(module: ir.Module, target: Target):
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    pto.loop_unrolling = False  # kernels unroll their own register tiles; LLVM's unroller only costs time
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(ref, pb)
     return ref

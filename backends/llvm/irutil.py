@@ -143,10 +143,15 @@ def for_range(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, step
 
 def new_function(module: ir.Module, name: str, n_args: int, linkage: str = "internal") -> tuple[ir.Function,
                                                                                                ir.IRBuilder]:
-    """A ``void name(ptr, ptr, ...)`` function with a builder at its entry; pointer args are ``noalias``-free."""
+    """A ``void name(ptr, ptr, ...)`` kernel function with a builder at its entry.
+
+    Kernels are never inlined into the model function: LLVM's later passes grow faster than linearly
+    with a function's size, and a kernel per function keeps codegen time in line and the assembly readable.
+    """
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * n_args), name)
     fn.linkage = linkage
     fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")  # one function per kernel: the model function stays a list of calls
     return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
 
