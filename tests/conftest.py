@@ -41,3 +41,22 @@ def image_paths(images_dir: Path) -> list[Path]:
 def synset_words(squeezenet_dir: Path) -> Path:
     """The ImageNet class list."""
     return squeezenet_dir / "synset_words.txt"
+
+
+@pytest.fixture(scope="session")
+def require_cross():
+    """A check to call before running aarch64 code: fails in CI (which installs the cross toolchain and
+    qemu), skips elsewhere, when ``aarch64-linux-gnu-gcc`` or ``qemu-aarch64`` is missing."""
+    import shutil
+
+    from ncnnc.backends.llvm.native import CROSS_PACKAGES
+
+    def check() -> None:
+        missing = [tool for tool in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if shutil.which(tool) is None]
+        if missing:
+            message = f"{', '.join(missing)} missing: {CROSS_PACKAGES}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+
+    return check

@@ -11,7 +11,6 @@ import contextlib
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -30,16 +29,6 @@ from ncnnc.frontends.ncnn import load
 
 SMALL_PRE = ["mean=[104,117,123]", "norm=[0.017,0.017,0.017]", "shape=[9,11,3]", "pixel=BGR"]
 SQUEEZE_PRE = ["mean=[104,117,123]", "norm=[1,1,1]", "shape=[227,227,3]", "pixel=BGR"]
-
-
-def require_cross() -> None:
-    """Fail in CI, skip elsewhere, when the aarch64 cross toolchain or qemu is missing."""
-    missing = [tool for tool in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if shutil.which(tool) is None]
-    if missing:
-        message = f"{', '.join(missing)} missing: {CROSS_PACKAGES}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _small_fp32(folder: Path, extra: str | None = None) -> list[str]:
@@ -158,7 +147,7 @@ def _stdout_of(args: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_run_llvm_prints_what_numpy_prints(compiled, npy_inputs, capsys):
+def test_run_llvm_prints_what_numpy_prints(compiled, npy_inputs, capsys, require_cross):
     out, _ = compiled
     model = [str(out / "model.param"), str(out / "model.bin")]
     numpy_out = _stdout_of(["run", *model, *npy_inputs], capsys)
@@ -291,7 +280,8 @@ def test_missing_cross_toolchain_is_one_line(compiled, npy_inputs, tmp_path):
                                    f"qemu-aarch64: {CROSS_PACKAGES}")
 
 
-def test_squeezenet_int8_for_armv8(squeezenet_dir, calib_list, image_paths, tmp_path, monkeypatch, capsys):
+def test_squeezenet_int8_for_armv8(squeezenet_dir, calib_list, image_paths, tmp_path, monkeypatch, capsys,
+                                   require_cross):
     """The shared SqueezeNet compiled for armv8 with int8: codegen time uncached (goal: under 20 s) and cached
     (under 1 s); the object run under qemu agrees with the host JIT."""
     missing = [t for t in ("Pooling", "Softmax") if (t, "fp32") not in supported_types()]

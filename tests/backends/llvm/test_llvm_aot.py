@@ -7,8 +7,6 @@ installs it), and skip only outside CI.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from ncnnc.backends.llvm import build, jit
 from ncnnc.backends.llvm.aot import AOT_NAMES, header_text, write_aot
 from ncnnc.backends.llvm.lower import supported_types
-from ncnnc.backends.llvm.native import CROSS_PACKAGES, DRIVER, run_native
+from ncnnc.backends.llvm.native import DRIVER, run_native
 from ncnnc.backends.llvm.targets import ARM_TRIPLE, X86_TRIPLE, is_native, resolve
 from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.backend import Target
@@ -38,17 +36,7 @@ TARGETS = ["armv8", "armv8.2-dotprod", "x86-64-v3", "host"]
 HAS_INT8_FC = ("InnerProduct", "int8") in supported_types()
 
 
-def require_cross() -> None:
-    """Fail in CI, skip elsewhere, when the aarch64 cross toolchain or qemu is missing."""
-    missing = [tool for tool in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if shutil.which(tool) is None]
-    if missing:
-        message = f"{', '.join(missing)} missing: {CROSS_PACKAGES}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def require_runnable(target: Target) -> None:
+def require_runnable(target: Target, require_cross) -> None:
     """Cross tools for aarch64; for x86 targets the host CPU must run them (the refusal is tested below)."""
     if target.triple.startswith("aarch64"):
         require_cross()
@@ -146,9 +134,9 @@ def test_object_and_header_per_target(graph, name, tmp_path):
 
 
 @pytest.mark.parametrize("name", TARGETS)
-def test_native_run_matches_jit_and_simulation(graph, images, reference, name):
+def test_native_run_matches_jit_and_simulation(graph, images, reference, name, require_cross):
     target = resolve(name)
-    require_runnable(target)
+    require_runnable(target, require_cross)
     built = build(graph, target)
     outs = run_native(built, images)
     got = np.stack([o[built.outputs[0][0]] for o in outs])
@@ -196,7 +184,7 @@ class ToyTargets:
                        {"vector_bits": 128, "int8_dot": "neon", "requires": ("neon",)})]
 
 
-def test_outside_target_plugin_compiles_and_runs(graph, images, reference, tmp_path, capsys):
+def test_outside_target_plugin_compiles_and_runs(graph, images, reference, tmp_path, capsys, require_cross):
     plugin = ToyTargets()
     registry().register(plugin, name="toy-targets")
     try:

@@ -9,6 +9,7 @@ some layers kept fp32) passes the same comparison.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ncnnc.backends.ncnn_runtime import RuntimeNet
 from ncnnc.backends.numpy.interpreter import Interpreter
@@ -50,12 +51,37 @@ def _compare_on_images(param, binf, image_paths) -> dict[str, float]:
     return figures
 
 
-def test_squeezenet_int8_host_jit_matches_simulation_and_runtime(squeezenet_dir, image_paths, tmp_path):
-    param, binf = _compiled(squeezenet_dir, image_paths, tmp_path)
+@pytest.fixture(scope="module")
+def squeezenet_int8(squeezenet_dir, image_paths, tmp_path_factory):
+    """SqueezeNet compiled to int8 (kl, first 100 images): ``(model.param, model.bin)``."""
+    return _compiled(squeezenet_dir, image_paths, tmp_path_factory.mktemp("squeezenet-int8"))
+
+
+def test_squeezenet_int8_host_jit_matches_simulation_and_runtime(squeezenet_int8, image_paths):
+    param, binf = squeezenet_int8
     figures = _compare_on_images(param, binf, image_paths)
     assert figures["images"] == 500
     assert figures["top-1 = simulation"] == figures["top-1 = runtime"] == 500
     assert figures["largest prob difference"] <= 1e-6
+
+
+def test_squeezenet_int8_armv8_under_qemu_equals_host_jit(squeezenet_int8, image_paths, require_cross):
+    """The armv8 object (cross-linked with the C driver, run under qemu-aarch64) gives the host JIT's
+    outputs bit for bit on 20 images: the same integer sums, the same float operations in the same
+    order, and the same C library ``expf``."""
+    from ncnnc.backends.llvm.build import build
+    from ncnnc.backends.llvm.jit import jit
+    from ncnnc.backends.llvm.native import run_native
+
+    require_cross()
+    graph = load(*map(str, squeezenet_int8))
+    specs = input_specs(graph, [image_paths[100:120]], mean=[PREPROCESS["mean"]], norm=[PREPROCESS["norm"]],
+                        shape=[PREPROCESS["shape"]], pixel=["BGR"])
+    batch = load_batch(specs, list(range(20)))["data"]
+    host = jit(graph)({"data": batch})["prob"]
+    native = run_native(build(graph, "armv8"), [{"data": x} for x in batch])
+    for i, result in enumerate(native):
+        np.testing.assert_array_equal(result["prob"], host[i])
 
 
 def test_squeezenet_mixed_precision_host_jit(squeezenet_dir, image_paths, tmp_path):
