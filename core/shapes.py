@@ -89,6 +89,8 @@ def _conv(layer: Layer, ins: list[Shape]) -> list[Shape]:
     dw, dh = layer.p("dilation_w"), layer.p("dilation_h")
     sw, sh = layer.p("stride_w"), layer.p("stride_h")
     hp, wp = _padded(layer, h, w, kh, kw, dh, dw, sh, sw, ("pad_left", "pad_right", "pad_top", "pad_bottom"))
+    if len(ins[0]) == 1:
+        hp = h  # ncnn pads a 1-D blob along w only
     oh = (hp - (dh * (kh - 1) + 1)) // sh + 1
     ow = (wp - (dw * (kw - 1) + 1)) // sw + 1
     return [(layer.p("num_output"), oh, ow)]
