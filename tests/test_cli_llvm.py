@@ -221,6 +221,8 @@ BAD_COMPILES = {
     "unknown target": (["--target", "armv9000"], r"unknown target 'armv9000' \(known targets: host, x86-64-v3"),
     "int8 without calibration": (["--int8", "--target", "armv8"], r"--int8 needs calibration images"),
     "emit-asm without target": (["--emit-asm"], r"--emit-asm needs --target NAME"),
+    "int8-only options without --int8": (["--auto-mixed-precision", "--target", "armv8"],
+                                         r"--auto-mixed-precision applies only with --int8"),
     "missing calibration images": (["--int8", "--calib", "/nonexistent/calib", "--target", "armv8"],
                                    r"/nonexistent/calib"),
     "layer without a kernel": (["--target", "armv8"], r"the llvm backend cannot compile 1 layer\(s\): deconv"),

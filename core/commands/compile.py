@@ -96,6 +96,14 @@ def run(args: argparse.Namespace) -> int:
     paths, options = split_items(args.items)
     if args.int8 and not args.calib:
         raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")
+    if not args.int8:
+        int8_only = [flag for flag, given in (
+            ("--calib", args.calib), ("--auto-mixed-precision", args.auto_mixed_precision),
+            ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
+            ("--amp-images", args.amp_images != 16), ("method=", "method" in options)) if given]
+        if int8_only:
+            verb = "apply" if len(int8_only) > 1 else "applies"
+            raise NcnncError(f"{', '.join(int8_only)} {verb} only with --int8 (without it the fp32 model is compiled)")
     if (args.emit_asm or args.emit_llvm) and not args.target:
         raise NcnncError(f"{'--emit-asm' if args.emit_asm else '--emit-llvm'} needs --target NAME")
     if args.target:
