@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ncnnc.backends.llvm.irutil import ITEMSIZE
 from ncnnc.backends.llvm.program import Buffer, Emitter, Program, Shape, Step, View
+from ncnnc.backends.llvm.quantize_on_write import is_max_pool, plan_quantize_on_write
 from ncnnc.backends.numpy.registry import FP32, INT8, select_variant
 from ncnnc.core.backend import Target
 from ncnnc.core.errors import UnsupportedError
@@ -84,6 +85,8 @@ class Lowerer:
             for blob in layer.inputs:
                 self.consumers.setdefault(blob, []).append(layer)
         self.placement: dict[str, tuple[str, int]] = {}
+        self.write_scales: dict[str, float] = plan_quantize_on_write(graph)
+        """Float outputs written as int8 with this scale (see :mod:`.quantize_on_write`)."""
         self.layer: Layer | None = None
 
     # ---- buffers and views -------------------------------------------------------------------
@@ -107,13 +110,17 @@ class Lowerer:
 
     def predicted_dtype(self, blob: str) -> str:
         """The dtype a blob will have, before its producer is lowered: ``i8`` for the output of a
-        requantizing int8 convolution or a Quantize layer (and of Split/Slice/Concat/Reshape/Flatten of
-        such blobs), ``f32`` otherwise."""
+        requantizing int8 convolution, of a quantize-on-write producer or a Quantize layer (and of
+        Split/Slice/Concat/Reshape/Flatten/max Pooling of such blobs), ``f32`` otherwise."""
         layer = self.producer.get(blob)
         if layer is None or layer.type == "Input":
             return "f32"
+        if blob in self.write_scales:
+            return "i8"
         if layer.type in ("Convolution", "ConvolutionDepthWise") and select_variant(layer) == INT8:
             return "i8" if layer.p("int8_scale_term") > 100 else "f32"
+        if is_max_pool(layer):
+            return self.predicted_dtype(layer.inputs[0])
         if layer.type == "Quantize":
             return "i8"
         if layer.type in PASS_THROUGH_TYPES and layer.inputs:

@@ -455,6 +455,8 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
                     else prepare_f32(lw, src, g.pads, 1, layer.p("pad_value")))
         packed = pack_general(weight, g, lanes, np.int8 if int8 else np.float32)
         emitter = _emit_general
+    if epi.top_scale is None and layer.outputs[0] in lw.write_scales:  # quantize on write
+        epi = replace(epi, top_scale=lw.write_scales[layer.outputs[0]])
     dtype = "i8" if epi.top_scale is not None else "f32"
     out = lw.output(layer, 0, dtype)
     if inner_product:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from ncnnc.backends.llvm.irutil import F32, entry_alloca, for_range, i64, load, new_function, splat, store, vec
+from ncnnc.backends.llvm.irutil import F32, I8, entry_alloca, for_range, i64, load, new_function, splat, store, vec
 from ncnnc.backends.llvm.kernels.arith import fconst
 from ncnnc.backends.llvm.kernels.elementwise import FLT_MAX, np_maximum
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
@@ -80,10 +80,10 @@ def _overlap(b: ir.IRBuilder, start: ir.Value, k: int, lo: int, hi: int) -> ir.V
     return _imax(b, n, i64(0))
 
 
-def _acc_slot(b: ir.IRBuilder, width: int, slots: dict[int, ir.Value]) -> ir.Value:
-    if width not in slots:
-        slots[width] = entry_alloca(b, vec(F32, width), f"acc{width}")
-    return slots[width]
+def _acc_slot(b: ir.IRBuilder, width: int, slots: dict, elem: ir.Type = F32) -> ir.Value:
+    if (width, str(elem)) not in slots:
+        slots[(width, str(elem))] = entry_alloca(b, vec(elem, width), f"acc{width}")
+    return slots[(width, str(elem))]
 
 
 # ---- geometry -----------------------------------------------------------------------------------
@@ -166,8 +166,10 @@ def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: boo
     src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
     xp, yp = fn.args
     c, _h, w = src.chw
-    lanes = ctx.lanes(32)
-    slots: dict[int, ir.Value] = {}
+    int8 = src.dtype == "i8"
+    elem = I8 if int8 else F32
+    lanes = ctx.lanes(8 if int8 else 32)
+    slots: dict = {}
     (r0, r1), (c0, c1), (m0, m1), (n0, n1) = g.rows, g.cols, g.mask_rows, g.mask_cols
     masked = not is_max and not include_pad
     # data outside the counted region is added as x * 0 (only matters for inf/NaN, but costs nothing here)
@@ -182,10 +184,14 @@ def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: boo
             divisor = b.sitofp(area, F32)
 
         def block(ch: ir.Value, width: int) -> None:
-            ty = vec(F32, width)
-            slot = _acc_slot(b, width, slots)
-            b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
-            pad_value = ir.Constant(ty, [-FLT_MAX if is_max else 0.0] * width)
+            ty = vec(elem, width)
+            slot = _acc_slot(b, width, slots, elem)
+            if int8:  # max of quantized values: a padded tap is float2int8(-FLT_MAX) = -127
+                b.store(ir.Constant(ty, [-127] * width), slot)
+                pad_value = ir.Constant(ty, [-127] * width)
+            else:
+                b.store(ir.Constant(ty, [float("-inf") if is_max else 0.0] * width), slot)
+                pad_value = ir.Constant(ty, [-FLT_MAX if is_max else 0.0] * width)
             with for_range(b, 0, g.kh, name="ky") as ky:
                 r = b.add(ry, ky)
                 row_ok = _in_range(b, r, r0, r1)
@@ -201,7 +207,10 @@ def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: boo
                         x = b.select(counted, x, b.fmul(x, fconst(x, 0.0)))
                     v = b.select(ok, x, pad_value)
                     acc = b.load(slot, typ=ty)
-                    b.store(np_maximum(b, acc, v) if is_max else b.fadd(acc, v), slot)
+                    if int8:
+                        b.store(b.select(b.icmp_signed(">", v, acc), v, acc), slot)
+                    else:
+                        b.store(np_maximum(b, acc, v) if is_max else b.fadd(acc, v), slot)
             acc = b.load(slot, typ=ty)
             if not is_max:
                 acc = b.fdiv(acc, splat(b, divisor, width) if masked else fconst(acc, float(g.kh * g.kw)))
@@ -252,7 +261,7 @@ def _emit_global(ctx: KernelContext, is_max: bool) -> ir.Function:
     src = ctx.step.inputs[0]
     xp, yp = fn.args
     c, h, w = src.chw
-    slots: dict[int, ir.Value] = {}
+    slots: dict = {}
 
     def block(ch: ir.Value, width: int) -> None:
         ty = vec(F32, width)
@@ -284,7 +293,7 @@ def _emit_adaptive(ctx: KernelContext, out_h: int, out_w: int, is_max: bool) -> 
     src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
     xp, yp = fn.args
     c, h, w = src.chw
-    slots: dict[int, ir.Value] = {}
+    slots: dict = {}
 
     def bounds(i: ir.Value, size: int, out: int) -> tuple[ir.Value, ir.Value]:
         lo = b.sdiv(b.mul(i64(size), i), i64(out))
@@ -332,7 +341,10 @@ def lower_pooling(lw: Lowerer, layer: Layer) -> None:
     if kind not in (0, 1):
         raise Unsupported(f"pooling_type {kind}")
     is_max = kind == 0
-    src = lw.input(layer, 0, "f32")
+    windowed = not p["global_pooling"] and not p["adaptive_pooling"]
+    # quantized values (quantize on write) pool as they are: max commutes with a monotone quantization
+    keep_int8 = is_max and windowed and lw.input(layer, 0).dtype == "i8"
+    src = lw.input(layer, 0) if keep_int8 else lw.input(layer, 0, "f32")
     c, h, w = src.chw
     if p["global_pooling"]:
         _check_shape(lw, layer, (c,))
@@ -350,7 +362,7 @@ def lower_pooling(lw: Lowerer, layer: Layer) -> None:
         return
     g = window_geometry(layer, h, w, src.dims == 1)
     _check_shape(lw, layer, (c, g.oh, g.ow))
-    out = lw.output(layer, 0, "f32")
+    out = lw.output(layer, 0, src.dtype)
     include_pad = bool(p["avgpool_count_include_pad"])
     lw.add("pool", [src], [out], lambda ctx: _emit_windowed(ctx, g, is_max, include_pad),
            macs=c * g.oh * g.ow * g.kh * g.kw)
