@@ -65,7 +65,8 @@ def header_text(built: Built, object_name: str = "model.o") -> str:
         f" * {prefix}_run runs one forward pass.  inputs[i] / outputs[i] point to dense float32 buffers in",
         " * ncnn's layout (c, h, w; w innermost).  workspace points to at least",
         f" * {prefix}_workspace_size() bytes, 64-byte aligned.  A run allocates nothing and keeps no state:",
-        " * threads may run the model at once, each with its own workspace.",
+        " * several runs may go on at once, each with its own workspace.  num_threads POSIX threads share",
+        " * one run (link with -lpthread where libc lacks it); results do not depend on their number.",
         " *",
         " * inputs:",
     ]
@@ -91,7 +92,8 @@ def header_text(built: Built, object_name: str = "model.o") -> str:
               f"size_t {prefix}_workspace_size(void);",
               "",
               "/* One forward pass: inputs -> outputs (see above). */",
-              f"void {prefix}_run(const float *const *inputs, float *const *outputs, void *workspace);",
+              f"void {prefix}_run(const float *const *inputs, float *const *outputs, void *workspace,",
+              "                  int num_threads);",
               "", "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 

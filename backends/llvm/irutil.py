@@ -141,14 +141,14 @@ def for_range(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, step
     b.position_at_end(done)
 
 
-def new_function(module: ir.Module, name: str, n_args: int, linkage: str = "internal") -> tuple[ir.Function,
-                                                                                               ir.IRBuilder]:
-    """A ``void name(ptr, ptr, ...)`` kernel function with a builder at its entry.
+def new_function(module: ir.Module, name: str, n_args: int, linkage: str = "internal",
+                 extra: list[ir.Type] | None = None) -> tuple[ir.Function, ir.IRBuilder]:
+    """A ``void name(ptr, ptr, ..., *extra)`` kernel function with a builder at its entry.
 
     Kernels are never inlined into the model function: LLVM's later passes grow faster than linearly
     with a function's size, and a kernel per function keeps codegen time in line and the assembly readable.
     """
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * n_args), name)
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * n_args + list(extra or [])), name)
     fn.linkage = linkage
     fn.attributes.add("nounwind")
     fn.attributes.add("noinline")  # one function per kernel: the model function stays a list of calls

@@ -21,7 +21,7 @@ from ncnnc.core.backend import Target
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
 
-_RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 
 
 class CompiledModel:
@@ -29,17 +29,19 @@ class CompiledModel:
 
     Call it with a mapping of input names to float32 arrays (each the blob's shape, or with a
     leading batch axis) or, for a one-input model, with the array itself; it returns a dict of
-    output name -> array (batched like the input).  Calls from several threads run at once: each
-    thread has its own workspace, and the native code releases the GIL.
+    output name -> array (batched like the input).  ``threads`` native threads share each forward pass
+    (results are the same for any count).  Calls from several Python threads run at once: each has its
+    own workspace, and the native code releases the GIL.
     """
 
-    def __init__(self, built: Built, target: Target) -> None:
+    def __init__(self, built: Built, target: Target, threads: int = 1) -> None:
         import llvmlite.binding as llvm
 
         from ncnnc.backends.llvm.codegen import target_machine
 
         self.built = built
         self.target = target
+        self.threads = threads
         self.inputs: list[tuple[str, Shape]] = list(built.inputs)
         self.outputs: list[tuple[str, Shape]] = list(built.outputs)
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine(target))
@@ -60,13 +62,15 @@ class CompiledModel:
             self._local.ws = ws
         return ws
 
-    def run_one(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One forward pass: one contiguous float32 array per input, in order; returns the outputs."""
+    def run_one(self, arrays: Sequence[np.ndarray], threads: int | None = None) -> list[np.ndarray]:
+        """One forward pass: one contiguous float32 array per input, in order; returns the outputs.
+        ``threads`` (default: the model's ``threads``) native threads share the work."""
         outs = [np.empty(shape, np.float32) for _, shape in self.outputs]
         in_ptrs = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
         ws = self._workspace()
-        self._run(ctypes.addressof(in_ptrs), ctypes.addressof(out_ptrs), ws.ctypes.data)
+        self._run(ctypes.addressof(in_ptrs), ctypes.addressof(out_ptrs), ws.ctypes.data,
+                  self.threads if threads is None else threads)
         return outs
 
     def __call__(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
@@ -105,7 +109,7 @@ class CompiledModel:
 
 
 def jit(model: Graph | str | Path | Sequence[str | Path], target: Target | str = "host", *,
-        input_shapes: dict[str, Shape] | None = None, use_cache: bool = True) -> CompiledModel:
+        input_shapes: dict[str, Shape] | None = None, use_cache: bool = True, threads: int = 1) -> CompiledModel:
     """Compile a model (a graph, or any frontend's files) for this machine and return a callable.
 
     ``target`` must be one this CPU can run (``host``, or e.g. ``x86-64-v3`` on an AVX2 machine).
@@ -116,4 +120,4 @@ def jit(model: Graph | str | Path | Sequence[str | Path], target: Target | str =
     resolved = resolve(target)
     check_native(resolved)
     built = build(graph, resolved, input_shapes=input_shapes, use_cache=use_cache)
-    return CompiledModel(built, resolved)
+    return CompiledModel(built, resolved, threads)

@@ -189,11 +189,11 @@ class Lowerer:
     # ---- steps ------------------------------------------------------------------------------
 
     def add(self, kind: str, inputs: list[View], outputs: list[View], emit: Emitter,
-            layer_name: str | None = None, macs: int = 0) -> Step:
-        """Append a kernel call."""
+            layer_name: str | None = None, macs: int = 0, parallel: bool = False) -> Step:
+        """Append a kernel call (``parallel``: the kernel splits its work with ``KernelContext.split``)."""
         name = layer_name or (self.layer.name if self.layer else kind)
         step = Step(f"k{len(self.program.steps)}_{kind}_{_ident(name)}", kind, list(inputs), list(outputs), emit,
-                    name, macs)
+                    name, macs, parallel)
         self.program.steps.append(step)
         return step
 

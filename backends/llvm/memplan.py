@@ -11,6 +11,8 @@ from __future__ import annotations
 from ncnnc.backends.llvm.program import Program
 
 ALIGN = 64
+BARRIER_BYTES = 128
+"""The threads' barrier state at the end of the workspace: arrival count and generation, a cache line each."""
 
 
 def _align(n: int) -> int:
@@ -44,5 +46,6 @@ def plan_memory(program: Program) -> int:
         program.buffers[buf_id].offset = offset
         placed.append((offset, offset + nbytes, first, last))
         size = max(size, offset + nbytes)
-    program.workspace_size = size
-    return size
+    program.barrier_offset = size
+    program.workspace_size = size + BARRIER_BYTES
+    return program.workspace_size

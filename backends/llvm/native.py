@@ -117,12 +117,13 @@ def _target_of(built: Built, target: Target | str | None) -> Target | None:
 
 
 def run_native(built: Built, inputs: Sequence[Mapping[str, np.ndarray]], *, target: Target | str | None = None,
-               path: str | None = None, timeout: float = TIMEOUT) -> list[dict[str, np.ndarray]]:
+               path: str | None = None, timeout: float = TIMEOUT, threads: int = 1) -> list[dict[str, np.ndarray]]:
     """Link ``built``'s object with the C driver and run it once over every input set; returns the outputs.
 
     ``inputs`` holds one ``{input name: array of the input's shape}`` per image.  ``target`` (default:
     the build's, looked up by name) is checked to be runnable here when it is this machine's
-    architecture; ``path`` replaces ``$PATH`` when looking up the tools.
+    architecture; ``path`` replaces ``$PATH`` when looking up the tools; ``threads`` threads share each
+    run (the driver's ``$NCNNC_THREADS``).
     """
     from ncnnc.backends.llvm.targets import check_native
 
@@ -139,7 +140,7 @@ def run_native(built: Built, inputs: Sequence[Mapping[str, np.ndarray]], *, targ
         exe = folder / "driver"
         cmd = [*tools.cc, "-O2", "-std=c11", *tools.flags, f"-I{folder}", f"-DNCNNC_PREFIX={built.prefix}",
                f"-DNCNNC_PREFIX_UPPER={built.prefix.upper()}", f'-DNCNNC_HEADER="{header}"', str(DRIVER),
-               str(folder / "model.o"), "-o", str(exe), "-lm"]
+               str(folder / "model.o"), "-o", str(exe), "-lm", "-pthread"]
         env = dict(os.environ, PATH=path) if path is not None else None
         link = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if link.returncode != 0:
@@ -151,9 +152,10 @@ def run_native(built: Built, inputs: Sequence[Mapping[str, np.ndarray]], *, targ
             with open(name, "wb") as f:
                 for arrays in sets:
                     f.write(arrays[i].tobytes())
+        run_env = dict(env if env is not None else os.environ, NCNNC_THREADS=str(threads))
         try:
             proc = subprocess.run([*tools.runner, str(exe), str(len(sets)), *map(str, in_files), *map(str, out_files)],
-                                  capture_output=True, text=True, env=env, timeout=timeout)
+                                  capture_output=True, text=True, env=run_env, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise NcnncError(f"the {built.target} driver did not finish within {timeout:.0f} s") from None
         if proc.returncode != 0:

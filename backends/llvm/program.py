@@ -103,6 +103,9 @@ class Step:
     emit: Emitter
     layer: str = ""
     macs: int = 0
+    parallel: bool = False
+    """The kernel takes two more arguments, ``(thread index, thread count)``, and does its share
+    (:meth:`KernelContext.split`); other steps run on the first thread only."""
 
 
 @dataclass
@@ -115,6 +118,8 @@ class Program:
     inputs: list[tuple[str, Shape]] = field(default_factory=list)
     outputs: list[tuple[str, Shape]] = field(default_factory=list)
     workspace_size: int = 0
+    barrier_offset: int = 0
+    """Byte offset in the workspace of the threads' barrier state (set by the memory plan)."""
 
     def buffer(self, id: int) -> Buffer:
         """The buffer with this id."""
@@ -138,3 +143,25 @@ class KernelContext:
     def lanes(self, elem_bits: int) -> int:
         """How many elements of ``elem_bits`` fill one native vector."""
         return max(self.vector_bits // elem_bits, 1)
+
+    def function(self) -> tuple[ir.Function, ir.IRBuilder]:
+        """The step's kernel function: a pointer per input and output view, then, for a parallel step,
+        ``i64`` thread index and thread count."""
+        from ncnnc.backends.llvm.irutil import I64, new_function
+
+        fn, b = new_function(self.module, self.name, len(self.step.inputs) + len(self.step.outputs),
+                             extra=[I64, I64] if self.step.parallel else [])
+        return fn, b
+
+    def split(self, b: ir.IRBuilder, fn: ir.Function, total: int) -> tuple[ir.Value, ir.Value]:
+        """This thread's share ``[start, stop)`` of ``total`` iterations of a parallel kernel's outer loop
+        (all of them for a serial step).  Shares depend only on the index and count, and every output
+        element is computed the same way whoever computes it: results do not depend on the thread count."""
+        from ncnnc.backends.llvm.irutil import i64
+
+        if not self.step.parallel:
+            return i64(0), i64(total)
+        tid, count = fn.args[-2], fn.args[-1]
+        start = b.sdiv(b.mul(tid, i64(total)), count)
+        stop = b.sdiv(b.mul(b.add(tid, i64(1)), i64(total)), count)
+        return start, stop

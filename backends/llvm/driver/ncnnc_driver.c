@@ -4,12 +4,13 @@
  * What an application does with model.o + model.h: allocate the workspace once (64-byte aligned),
  * then call model_run once per image with pointers to its input and output buffers.
  *
- *   cc -O2 ncnnc_driver.c model.o -lm -o driver      (a prefix other than "model":
+ *   cc -O2 ncnnc_driver.c model.o -lm -pthread -o driver      (a prefix other than "model":
  *       -DNCNNC_PREFIX=net -DNCNNC_PREFIX_UPPER=NET -DNCNNC_HEADER='"net.h"')
  *   ./driver COUNT IN_0.raw ... IN_{n-1}.raw OUT_0.raw ... OUT_{m-1}.raw
  *
  * IN_i holds COUNT images of input i back to back (each MODEL_INPUTi_SIZE floats, c,h,w order);
- * OUT_j receives COUNT results of output j the same way.  Exit status 0 on success, 1 on an error.
+ * OUT_j receives COUNT results of output j the same way.  $NCNNC_THREADS threads share each run
+ * (default 1).  Exit status 0 on success, 1 on an error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,8 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    const char *threads_env = getenv("NCNNC_THREADS");
+    int threads = threads_env ? atoi(threads_env) : 1;
     for (long n = 0; n < count; n++) {
         for (int i = 0; i < NUM_IN; i++) {
             if (fread(inputs[i], sizeof(float), in_sizes[i], in_files[i]) != in_sizes[i]) {
@@ -83,7 +86,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
         }
-        API(_run)((const float *const *)inputs, outputs, workspace);
+        API(_run)((const float *const *)inputs, outputs, workspace, threads);
         for (int j = 0; j < NUM_OUT; j++) {
             if (fwrite(outputs[j], sizeof(float), out_sizes[j], out_files[j]) != out_sizes[j]) {
                 fprintf(stderr, "%s: write failed\n", argv[2 + NUM_IN + j]);

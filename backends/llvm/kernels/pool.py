@@ -162,9 +162,9 @@ def window_geometry(layer: Layer, h: int, w: int, flat: bool) -> Window:
 
 
 def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: bool) -> ir.Function:
-    fn, b = new_function(ctx.module, ctx.name, 2)
+    fn, b = ctx.function()
     src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
-    xp, yp = fn.args
+    xp, yp = fn.args[:2]
     c, _h, w = src.chw
     int8 = src.dtype == "i8"
     elem = I8 if int8 else F32
@@ -175,7 +175,8 @@ def _emit_windowed(ctx: KernelContext, g: Window, is_max: bool, include_pad: boo
     # data outside the counted region is added as x * 0 (only matters for inf/NaN, but costs nothing here)
     zero_data = masked and not (m0 <= r0 and m1 >= r1 and n0 <= c0 and n1 >= c1)
 
-    with for_range(b, 0, g.oh, name="oy") as oy, for_range(b, 0, g.ow, name="ox") as ox:
+    first, last = ctx.split(b, fn, g.oh)  # this thread's output rows
+    with for_range(b, first, last, name="oy") as oy, for_range(b, 0, g.ow, name="ox") as ox:
         ry, rx = b.mul(oy, i64(g.sh)), b.mul(ox, i64(g.sw))
         out_pix = b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(dst.stride))
         divisor = None
@@ -365,7 +366,7 @@ def lower_pooling(lw: Lowerer, layer: Layer) -> None:
     out = lw.output(layer, 0, src.dtype)
     include_pad = bool(p["avgpool_count_include_pad"])
     lw.add("pool", [src], [out], lambda ctx: _emit_windowed(ctx, g, is_max, include_pad),
-           macs=c * g.oh * g.ow * g.kh * g.kw)
+           macs=c * g.oh * g.ow * g.kh * g.kw, parallel=True)
 
 
 __all__ = ["Window", "channel_blocks", "lower_pooling", "window_geometry"]

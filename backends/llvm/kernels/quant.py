@@ -19,6 +19,7 @@ from ncnnc.backends.llvm.irutil import (
     PTR,
     VOID,
     for_range,
+    gep,
     i64,
     intrinsic,
     load,
@@ -49,27 +50,32 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
     src3 = src.with_(shape=(c, h, w), pixel_stride=src.stride) if src.dims < 3 else src
 
     def emit(ctx: KernelContext) -> ir.Function:
-        fn, b = new_function(ctx.module, ctx.name, 2)
-        sp, dp = fn.args
-        if top > 0 or bottom > 0 or left > 0 or right > 0 or cp != c:
-            memset(b, dp, 128 if unsigned else 0, cp * hp * wp)
+        fn, b = ctx.function()
+        sp, dp = fn.args[:2]
+        padded = top > 0 or bottom > 0 or left > 0 or right > 0 or cp != c
         y0, y1 = max(0, -top), min(h, h + bottom) if bottom < 0 else h
         x0, x1 = max(0, -left), min(w, w + right) if right < 0 else w
-        with for_range(b, y0, y1, name="y") as y, for_range(b, x0, x1, name="x") as x:
-            s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src3.stride))
-            d_pix = b.mul(b.add(b.mul(b.add(y, i64(top)), i64(wp)), b.add(x, i64(left))), i64(cp))
-            with for_range(b, 0, c, name="c") as ch:
-                v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
-                q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
-                if unsigned:
-                    q = b.xor(q, ir.Constant(I8, 0x80))
-                store(b, q, dp, b.add(d_pix, ch))
+        first, last = ctx.split(b, fn, hp)  # this thread's rows of the padded buffer
+        with for_range(b, first, last, name="r") as r:
+            if padded:
+                memset(b, gep(b, dp, I8, b.mul(r, i64(wp * cp))), 128 if unsigned else 0, wp * cp)
+            y = b.sub(r, i64(top))
+            inside = b.and_(b.icmp_signed(">=", y, i64(y0)), b.icmp_signed("<", y, i64(y1)))
+            with b.if_then(inside), for_range(b, x0, x1, name="x") as x:
+                s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src3.stride))
+                d_pix = b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp))
+                with for_range(b, 0, c, name="c") as ch:
+                    v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
+                    q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
+                    if unsigned:
+                        q = b.xor(q, ir.Constant(I8, 0x80))
+                    store(b, q, dp, b.add(d_pix, ch))
         b.ret_void()
         return fn
 
     if src.dtype not in ("f32", "i8"):
         raise Unsupported(f"int8 input from a {src.dtype} blob")
-    lw.add("prepare_int8", [src], [out], emit)
+    lw.add("prepare_int8", [src], [out], emit, parallel=True)
     return out
 
 

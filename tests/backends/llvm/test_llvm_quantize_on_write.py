@@ -57,8 +57,8 @@ def test_region_through_pool_and_concat_is_bit_identical():
     s1, s2 = b.layer("Split", [x], outputs=2)
     a = b.layer("Pooling", [_conv(b, rng, s1, 5, 7, 3, "a", act=0)],
                 {"kernel_w": 3, "stride_w": 2, "pad_mode": 2}, name="pool_a")
-    c = b.layer("Pooling", [_conv(b, rng, s2, 5, 9, 1, "c")], {"kernel_w": 3, "stride_w": 2, "pad_left": 1, "pad_mode": 1},
-                name="pool_c")
+    c = b.layer("Pooling", [_conv(b, rng, s2, 5, 9, 1, "c")],
+                {"kernel_w": 3, "stride_w": 2, "pad_left": 1, "pad_mode": 1}, name="pool_c")
     cat = b.layer("Concat", [a, c], name="cat")
     _conv(b, rng, cat, 16, 6, 3, "out", act=0)
     graph = _int8(b.build(), rng, (5, 15, 13))
