@@ -131,9 +131,20 @@ class Lowerer:
         """The dtype a blob has once lowered (its view's dtype)."""
         return self.views[blob].dtype
 
-    def input(self, layer: Layer, i: int = 0, dtype: str | None = None) -> View:
-        """The view of the layer's ``i``-th input; with ``dtype="f32"`` an int8 blob is converted first."""
-        view = self.views[layer.inputs[i]]
+    def input(self, layer: Layer, i: int = 0, dtype: str | None = None, channel_major_ok: bool = False) -> View:
+        """The view of the layer's ``i``-th input; with ``dtype="f32"`` an int8 blob is converted first.
+
+        A model input stays in its caller's channel-major buffer until a reader that is not ``channel_major_ok``
+        needs it: then it is converted to channels-last once, and every later reader gets that copy.
+        """
+        blob = layer.inputs[i]
+        view = self.views[blob]
+        if view.channel_major and not channel_major_ok:
+            from ncnnc.backends.llvm.kernels.convert import emit_from_chw
+
+            out = self._placed_view(blob, "f32")
+            self.add("from_chw", [view], [out], emit_from_chw, layer_name=blob)
+            self.views[blob] = view = out
         if dtype is not None and view.dtype != dtype:
             if dtype != "f32" or view.dtype != "i8":
                 raise Unsupported(f"input {layer.inputs[i]} is {view.dtype}, the layer needs {dtype}")
@@ -217,8 +228,11 @@ class Lowerer:
                 self.program.inputs.append((layer.outputs[0], shape))
                 ext = View(self.new_buffer(4 * _size(shape), "input", index), "f32", shape, 0,
                            shape[0] if len(shape) == 3 else 0)
-                out = self.output(layer, 0, "f32")
-                self.add("from_chw", [ext], [out], emit_from_chw)
+                if layer.outputs[0] in self.placement:  # written into its Concat right away
+                    self.add("from_chw", [ext], [self.output(layer, 0, "f32")], emit_from_chw)
+                else:  # read in place; converted when a reader needs channels-last (see input())
+                    channel_major = len(shape) == 3 and shape[0] > 1 and shape[1] * shape[2] > 1
+                    self.views[layer.outputs[0]] = ext.with_(channel_major=channel_major)
                 continue
             lowering = lowering_for(layer)
             try:

@@ -44,6 +44,9 @@ class View:
     offset: int = 0
     pixel_stride: int = 0
     """Elements between two pixels of a 3-D blob (0 for 1-D/2-D blobs, which are dense)."""
+    channel_major: bool = False
+    """Channel-major instead (``(ch * h + y) * w + x``): a model input read in place by the kernels that
+    accept it (input preparation); :meth:`Lowerer.input` converts it for every other reader."""
 
     @property
     def dims(self) -> int:

@@ -419,7 +419,7 @@ def _emit_depthwise(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, ep
 
 def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
     """Lower one Convolution / ConvolutionDepthWise (int8 or fp32)."""
-    src = lw.input(layer, 0)
+    src = lw.input(layer, 0, channel_major_ok=True)  # every strategy reads it through a prepare step
     out_shape = lw.shape(layer.outputs[0])
     inner_product = src.dims == 1 and len(out_shape) == 1 and layer.type == "Convolution"
     if inner_product:  # ncnn's 1x1 Convolution on a 1-D blob: the blob is the channels of one pixel

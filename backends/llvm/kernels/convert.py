@@ -47,9 +47,11 @@ def emit_from_chw(ctx: KernelContext) -> ir.Function:
 
 
 def emit_to_chw(ctx: KernelContext) -> ir.Function:
-    """A blob (float or int8, channels-last) into a model output (dense ``c, h, w`` float)."""
+    """A blob (float or int8, channels-last, or a model input as it came) into a model output (dense
+    ``c, h, w`` float)."""
     fn, b = new_function(ctx.module, ctx.name, 2)
-    copy_elements(b, fn.args[0], ctx.step.inputs[0], fn.args[1], ctx.step.outputs[0], dst_chw=True)
+    src = ctx.step.inputs[0]
+    copy_elements(b, fn.args[0], src, fn.args[1], ctx.step.outputs[0], src_chw=src.channel_major, dst_chw=True)
     b.ret_void()
     return fn
 

@@ -38,6 +38,14 @@ def memset(b: ir.IRBuilder, ptr: ir.Value, value: int, nbytes: int) -> None:
     b.call(fn, [ptr, ir.Constant(I8, value), i64(nbytes), ir.Constant(I1, 0)])
 
 
+def element_index(b: ir.IRBuilder, view: View, pixel: ir.Value, ch: ir.Value) -> ir.Value:
+    """Index of element ``ch`` of pixel ``pixel`` (``y * w + x``) in ``view``, channel-major or channels-last."""
+    if view.channel_major:
+        _c, h, w = view.chw
+        return b.add(b.mul(ch, i64(h * w)), pixel)
+    return b.add(b.mul(pixel, i64(view.stride)), ch)
+
+
 def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int, int],
                  channel_multiple: int = 1, unsigned: bool = False) -> View:
     """Add a step that writes ``src`` quantized, padded (``top, bottom, left, right``; negative crops)
@@ -61,15 +69,20 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
                 memset(b, gep(b, dp, I8, b.mul(r, i64(wp * cp))), 128 if unsigned else 0, wp * cp)
             y = b.sub(r, i64(top))
             inside = b.and_(b.icmp_signed(">=", y, i64(y0)), b.icmp_signed("<", y, i64(y1)))
-            with b.if_then(inside), for_range(b, x0, x1, name="x") as x:
-                s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src3.stride))
-                d_pix = b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp))
-                with for_range(b, 0, c, name="c") as ch:
-                    v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
-                    q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
-                    if unsigned:
-                        q = b.xor(q, ir.Constant(I8, 0x80))
-                    store(b, q, dp, b.add(d_pix, ch))
+            def element(x: ir.Value, ch: ir.Value) -> None:
+                v = load(b, sp, DTYPES[src.dtype], element_index(b, src3, b.add(b.mul(y, i64(w)), x), ch))
+                q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
+                if unsigned:
+                    q = b.xor(q, ir.Constant(I8, 0x80))
+                store(b, q, dp, b.add(b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp)), ch))
+
+            with b.if_then(inside):
+                if src.channel_major:  # innermost loop along the contiguous row of one channel
+                    with for_range(b, 0, c, name="c") as ch, for_range(b, x0, x1, name="x") as x:
+                        element(x, ch)
+                else:
+                    with for_range(b, x0, x1, name="x") as x, for_range(b, 0, c, name="c") as ch:
+                        element(x, ch)
         b.ret_void()
         return fn
 
@@ -178,7 +191,7 @@ def prepare_f32(lw: Lowerer, src: View, pads: tuple[int, int, int, int], channel
     c, h, w = src.chw
     top, bottom, left, right = pads
     cp = -(-c // channel_multiple) * channel_multiple
-    if not any(pads) and cp == c and src.dtype == "f32" and src.dims == 3:
+    if not any(pads) and cp == c and src.dtype == "f32" and src.dims == 3 and not src.channel_major:
         return src
     hp, wp = h + top + bottom, w + left + right
     out = lw.temp("f32", (cp, hp, wp))
@@ -193,10 +206,10 @@ def prepare_f32(lw: Lowerer, src: View, pads: tuple[int, int, int, int], channel
         y0, y1 = max(0, -top), min(h, h + bottom) if bottom < 0 else h
         x0, x1 = max(0, -left), min(w, w + right) if right < 0 else w
         with for_range(b, y0, y1, name="y") as y, for_range(b, x0, x1, name="x") as x:
-            s_pix = b.mul(b.add(b.mul(y, i64(w)), x), i64(src.stride))
+            pixel = b.add(b.mul(y, i64(w)), x)
             d_pix = b.mul(b.add(b.mul(b.add(y, i64(top)), i64(wp)), b.add(x, i64(left))), i64(cp))
             with for_range(b, 0, c, name="c") as ch:
-                v = load(b, sp, DTYPES[src.dtype], b.add(s_pix, ch))
+                v = load(b, sp, DTYPES[src.dtype], element_index(b, src, pixel, ch))
                 store(b, v if src.dtype == "f32" else b.sitofp(v, F32), dp, b.add(d_pix, ch))
         b.ret_void()
         return fn
