@@ -21,6 +21,31 @@ def float2int8(values: np.ndarray) -> np.ndarray:
     return np.clip(rounded, -INT8_MAX, INT8_MAX).astype(np.int8)
 
 
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+    """``a * b + c`` on float32 values rounded once to float32, as a fused multiply-add instruction does.
+
+    The product of two float32 values is exact in float64; the float64 sum may round, and rounding
+    that sum to float32 differs from rounding the exact value only when the float64 sum lands exactly
+    on a tie between two float32 values.  That case is resolved with the sum's exact error (TwoSum).
+    """
+    a64 = np.asarray(a, np.float32).astype(np.float64)
+    p = a64 * np.asarray(b, np.float32).astype(np.float64)
+    if c is None:
+        return p.astype(np.float32)
+    c64 = np.asarray(c, np.float32).astype(np.float64)
+    x = p + c64
+    virtual = x - p
+    err = (p - (x - virtual)) + (c64 - virtual)  # x + err == p + c exactly
+    r = x.astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        toward = np.where(x > r.astype(np.float64), np.float32(np.inf), np.float32(-np.inf))
+        other = np.nextafter(r, toward)
+        tie = ((r.astype(np.float64) + other.astype(np.float64)) * 0.5 == x) & (err != 0)
+    if np.any(tie):
+        r = np.where(tie, np.where(err > 0, np.maximum(r, other), np.minimum(r, other)), r).astype(np.float32)
+    return r
+
+
 def quantize_rows(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """Quantize each row of ``weights`` (reshaped to ``(len(scales), -1)``) with its own scale.
 

@@ -5,7 +5,8 @@ An int8 layer quantizes a float input with its input scale (``float2int8(x * sca
 half away from zero, saturate to +-127); an input that is already int8 (the output of a
 requantizing layer) is used as it is.  Products are summed exactly (int32 in ncnn; here float32 where
 that is exact for the layer's sum length, else float64), then dequantized per output channel with
-``scale_in = 1 / (input_scale * weight_scale)`` in float32, bias added, the fused activation
+``scale_in = 1 / (input_scale * weight_scale)``: the sum converted to float32 and
+``fma(sum, scale_in, bias)`` rounded once, as ncnn's x86 and arm kernels do; the fused activation
 applied; a layer with ``int8_scale_term > 100`` then requantizes with its output scale and hands
 int8 to its consumers.  Dequantize and Requantize read int32 inputs, as in ncnn.
 """
@@ -17,7 +18,7 @@ import numpy as np
 from ncnnc.backends.numpy.common import activate, per_channel
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
-from ncnnc.core.int8 import float2int8
+from ncnnc.core.int8 import float2int8, fma32
 from ncnnc.core.ir import Layer
 
 
@@ -31,11 +32,9 @@ def dequant_scales(input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
 
 
 def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """``acc * scale_in + bias`` with one rounding to float32 (ncnn's fused multiply-add)."""
-    out = acc.astype(np.float64) * scale_in.astype(np.float64)
-    if bias is not None:
-        out += bias.astype(np.float64)
-    return out.astype(np.float32)
+    """``acc * scale_in + bias`` as ncnn's kernels compute it: the int32 sum converted to float32, then
+    one fused multiply-add (one rounding; without a bias, one multiplication)."""
+    return fma32(np.asarray(acc).astype(np.float32), scale_in, bias)
 
 
 def accumulator_dtype(terms: int) -> type:

@@ -2,8 +2,8 @@
 what the numpy simulation (``backends/numpy/int8_ops.py``, ``common.activate``) computes.
 
 - ``float2int8(v)``: ``trunc(v + copysign(0.5, v))`` in float32, clamped to [-127, 127];
-- ``dequantize(acc, scale, bias)``: ``float32(double(acc) * double(scale) + double(bias))`` — one
-  rounding to float32 after exact double arithmetic, as the simulation does;
+- ``dequantize(acc, scale, bias)``: ``fma(float32(acc), scale, bias)`` — the int32 sum converted to
+  float32, then one fused multiply-add, as ncnn's kernels and the simulation (``core.int8.fma32``) do;
 - activations: ReLU ``max(x, 0)`` and clip as ``np.maximum``/``np.minimum`` (NaN propagates), leaky
   ReLU ``x > 0 ? x : x * slope``, sigmoid ``1 / (1 + exp(-x))``, hardswish ``x * clip(x * a + b, 0, 1)``,
   each rounding where numpy rounds (no contraction into fma).  ``exp`` is the C library's ``expf``,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ncnnc.backends.llvm.irutil import F32, F64, I8, I32, call_intrinsic, f32, f64, splat, vec
+from ncnnc.backends.llvm.irutil import F32, I8, I32, call_intrinsic, f32, vec
 
 
 def _const(ty: ir.Type, make, value: float) -> ir.Value:
@@ -92,14 +92,13 @@ SUPPORTED_ACTIVATIONS = (0, 1, 2, 3, 4, 6)
 
 
 def dequantize(b: ir.IRBuilder, acc: ir.Value, scale: ir.Value, bias: ir.Value | None) -> ir.Value:
-    """``float32(double(acc) * scale + bias)``; ``acc`` is i32 (or float) vector, ``scale``/``bias`` double vectors."""
-    ty = float_type(acc, F64)
-    d = b.sitofp(acc, ty) if acc.type in (I32,) or (isinstance(acc.type, ir.VectorType)
-                                                     and acc.type.element == I32) else b.fpext(acc, ty)
-    out = b.fmul(d, scale)
-    if bias is not None:
-        out = b.fadd(out, bias)
-    return b.fptrunc(out, float_type(acc, F32))
+    """``fma(float32(acc), scale, bias)``, one rounding (``acc * scale`` without a bias): ``acc`` an i32
+    (or float) vector, ``scale``/``bias`` float32 vectors."""
+    ty = float_type(acc, F32)
+    is_int = acc.type == I32 or (isinstance(acc.type, ir.VectorType) and acc.type.element == I32)
+    a = b.sitofp(acc, ty) if is_int else acc
+    if bias is None:
+        return b.fmul(a, scale)
+    return call_intrinsic(b, "llvm.fma", [a, scale, bias])
 
 
-__all__ = ["activate", "dequantize", "f64", "float2int8", "maximum", "minimum", "sigmoid", "splat"]

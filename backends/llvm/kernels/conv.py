@@ -37,7 +37,6 @@ from llvmlite import ir
 
 from ncnnc.backends.llvm.irutil import (
     F32,
-    F64,
     I8,
     I32,
     entry_alloca,
@@ -126,8 +125,8 @@ class Epilogue:
     """Per-output-channel constants of the epilogue, padded to whole vectors per group."""
 
     int8: bool
-    scale: np.ndarray | None  # float64, int8 only
-    bias: np.ndarray | None  # float64 for int8, float32 for fp32
+    scale: np.ndarray | None  # float32, int8 only
+    bias: np.ndarray | None  # float32
     act: int
     act_params: list
     top_scale: float | None  # requantize to int8 when set
@@ -137,9 +136,9 @@ class Epilogue:
         the stored values (float32, or int8 when requantizing)."""
         lanes = acc.type.count
         if self.int8:
-            scale = load(b, _global(module, f"{name}.scale", self.scale), vec(F64, lanes), index)
+            scale = load(b, _global(module, f"{name}.scale", self.scale), vec(F32, lanes), index)
             bias = None if self.bias is None else load(b, _global(module, f"{name}.bias", self.bias),
-                                                        vec(F64, lanes), index)
+                                                        vec(F32, lanes), index)
             out = dequantize(b, acc, scale, bias)
         else:
             out = acc
@@ -182,11 +181,11 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     ws = layer.weight("weight_int8_scales").ravel()
     if ws.size == g.group and ws.size != g.n:
         ws = np.repeat(ws, g.out_g)
-    scale = np.broadcast_to(dequant_scales(input_scale, ws), (g.n,)).astype(np.float64)
+    scale = np.broadcast_to(dequant_scales(input_scale, ws), (g.n,)).astype(np.float32)
     term = p["int8_scale_term"]
     top = float(layer.weight("top_int8_scales").ravel()[0]) if term > 100 else None
     return Epilogue(True, _pad_channels(scale, groups, per, blocks, lanes),
-                    None if bias is None else _pad_channels(bias.astype(np.float64), groups, per, blocks, lanes),
+                    None if bias is None else _pad_channels(bias.astype(np.float32), groups, per, blocks, lanes),
                     act, act_params, top)
 
 
@@ -434,6 +433,19 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
     weight = layer.weight("weight")
     lanes = max(lw.target.options.get("vector_bits", 128) // 32, 4) if lw.target.options.get("vector_bits") else 4
     scale = float(layer.weight("bottom_int8_scales").ravel()[0]) if int8 else 1.0
+    if g.depthwise and int8:  # 16-bit products, taps in pairs (kernels/depthwise.py)
+        from ncnnc.backends.llvm.kernels.depthwise import emit_depthwise_i16, pack_depthwise_i16
+
+        dw_lanes = max(lw.target.options.get("vector_bits", 128) // 16, 8)
+        epi = _epilogue(layer, g, int8, -(-g.n // dw_lanes), dw_lanes)
+        if epi.top_scale is None and layer.outputs[0] in lw.write_scales:
+            epi = replace(epi, top_scale=lw.write_scales[layer.outputs[0]])
+        prepared = prepare_int8(lw, src, scale, g.pads, dw_lanes)
+        packed_dw = pack_depthwise_i16(weight, g.kh, g.kw, g.n, prepared.chw[0])
+        out = lw.output(layer, 0, "i8" if epi.top_scale is not None else "f32")
+        lw.add("dwconv", [prepared], [out], lambda ctx: emit_depthwise_i16(ctx, g, packed_dw, epi, dw_lanes),
+               macs=g.macs, parallel=True)
+        return
     if g.depthwise:
         blocks = -(-g.n // lanes)
         epi = _epilogue(layer, g, int8, blocks, lanes)

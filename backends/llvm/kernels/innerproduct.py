@@ -11,8 +11,8 @@ bits / 32), ``acc[lanes] += x[k] * w[block, k, 0:lanes]`` with ``x[k]`` broadcas
   once with ``bottom_int8_scales`` (``float2int8(x * scale)``, :func:`.quant.prepare_int8`); an int8
   input is read as it is.  Sums are exact int32 (the simulation's are exact too; a layer with so many
   inputs that int32 could overflow is refused), then :func:`.arith.dequantize` with
-  ``scale_in = dequant_scales(input_scale, weight_scales)`` and the bias in double, one rounding to
-  float32, then the fused activation (``9=``/``10=``).  **Bit-identical** (atol=0) to the simulation.
+  ``scale_in = dequant_scales(input_scale, weight_scales)``: ``fma(float32(sum), scale_in, bias)``,
+  one rounding, then the fused activation (``9=``/``10=``).  **Bit-identical** (atol=0) to the simulation.
 - fp32: a 1-D/2-D/3-D input flattened, or a 2-D input whose rows have ``num_input`` values processed
   row by row (``(h, num_input) -> (h, num_output)``), as the simulation.  The products are added in
   memory order, one float32 accumulator per neuron, then the bias, then the activation.  numpy's
@@ -182,9 +182,9 @@ def lower_innerproduct(lw: Lowerer, layer: Layer, int8: bool) -> None:
             raise Unsupported(f"int8 with {k} inputs (int32 sums could overflow)")
         input_scale = float(np.asarray(layer.weight("bottom_int8_scales")).ravel()[0])
         ws = np.broadcast_to(np.asarray(layer.weight("weight_int8_scales"), np.float32).ravel(), (n,))
-        scale = dequant_scales(input_scale, ws).astype(np.float64)
+        scale = dequant_scales(input_scale, ws).astype(np.float32)
         epi = Epilogue(True, _pad(scale, n, blocks, lanes),
-                       None if bias is None else _pad(bias.astype(np.float64), n, blocks, lanes), act, act_params, None)
+                       None if bias is None else _pad(bias.astype(np.float32), n, blocks, lanes), act, act_params, None)
         if src.dtype == "f32":
             src = prepare_int8(lw, src, input_scale, (0, 0, 0, 0))  # dense (c, h, w), channels inside
         columns = memory_order_columns(src, k)

@@ -146,12 +146,10 @@ def _scale_bias(layer: Layer, scale_name: str):
 
 
 def _dequant_body(scale: np.ndarray, bias: np.ndarray | None):
-    from ncnnc.backends.llvm.irutil import F64
-
     def body(b, v, index, per):
-        s = _table(b, _per_channel(scale, per).astype(np.float64), f"{b.function.name}.scale", F64, index)
-        bb = None if bias is None else _table(b, _per_channel(bias, per).astype(np.float64),
-                                              f"{b.function.name}.bias", F64, index)
+        s = _table(b, _per_channel(scale, per).astype(np.float32), f"{b.function.name}.scale", F32, index)
+        bb = None if bias is None else _table(b, _per_channel(bias, per).astype(np.float32),
+                                              f"{b.function.name}.bias", F32, index)
         return dequantize(b, v, s, bb)
 
     return body

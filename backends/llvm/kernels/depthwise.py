@@ -1,0 +1,70 @@
+"""int8 depthwise convolution with 16-bit products: the strategy for every target.
+
+One output channel per input channel, so the vectors run over channels (contiguous in a pixel of the
+channels-last layout).  int8 x int8 products fit int16 (|p| <= 16129) and so does the sum of two of
+them (<= 32258): taps are taken in pairs, multiplied and added in int16 (``vpmullw``/``mul.8h``), and
+each pair's sum is widened once into the int32 accumulators.  Weights are stored pre-widened to
+int16, tap-major.  A thread's share is a range of output rows; inside it, each block of channels
+keeps its taps' weights in registers while it sweeps the row.  The sums are exact, so the result is
+bit-identical to the simulation (and to the int32 kernel it replaces, about 2-3x slower).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from ncnnc.backends.llvm.irutil import I8, I16, I32, for_range, i64, load, vec
+from ncnnc.backends.llvm.program import KernelContext
+
+
+def pack_depthwise_i16(weight: np.ndarray, kh: int, kw: int, channels: int, padded: int) -> np.ndarray:
+    """``(c, kh, kw)`` int8 weights -> ``(kh * kw, padded)`` int16, zero in the padding channels."""
+    packed = np.zeros((kh * kw, padded), np.int16)
+    packed[:, :channels] = np.asarray(weight).reshape(channels, kh * kw).T
+    return packed
+
+
+def emit_depthwise_i16(ctx: KernelContext, g, packed: np.ndarray, epi, lanes: int) -> ir.Function:
+    """The kernel; ``g`` a ``conv.ConvGeometry``, ``epi`` a ``conv.Epilogue`` padded to ``lanes``."""
+    from ncnnc.backends.llvm.kernels.conv import _global, _store_block
+
+    fn, b = ctx.function()
+    src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
+    xp, yp = fn.args[:2]
+    cp, wp = src.chw[0], src.chw[2]
+    weights = _global(ctx.module, f"{ctx.name}.w", packed)
+    taps = [(ky, kx) for ky in range(g.kh) for kx in range(g.kw)]
+    v8, v16, v32 = vec(I8, lanes), vec(I16, lanes), vec(I32, lanes)
+    out_stride = dst.stride if dst.dims == 3 else g.n
+    full, tail = divmod(g.n, lanes)
+
+    def block(oy: ir.Value, blk: ir.Value, valid: int) -> None:
+        channel = b.mul(blk, i64(lanes))
+        wvs = [load(b, weights, v16, b.add(i64(t * cp), channel)) for t in range(len(taps))]
+        row_in = b.mul(b.mul(oy, i64(g.sh)), i64(wp))
+        with for_range(b, 0, g.ow, name="ox") as ox:
+            pix_in = b.add(b.mul(b.add(row_in, b.mul(ox, i64(g.sw))), i64(cp)), channel)
+            acc = None
+            for first in range(0, len(taps), 2):
+                pair = None
+                for t in range(first, min(first + 2, len(taps))):
+                    ky, kx = taps[t]
+                    xv = b.sext(load(b, xp, v8, b.add(pix_in, i64((ky * g.dh * wp + kx * g.dw) * cp))), v16)
+                    prod = b.mul(xv, wvs[t])
+                    pair = prod if pair is None else b.add(pair, prod)
+                wide = b.sext(pair, v32)
+                acc = wide if acc is None else b.add(acc, wide)
+            out = epi.apply(b, ctx.module, ctx.name, acc, channel)
+            pix_out = b.add(b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(out_stride)), channel)
+            _store_block(b, out, yp, pix_out, valid)
+
+    first_row, last_row = ctx.split(b, fn, g.oh)
+    with for_range(b, first_row, last_row, name="oy") as oy:
+        if full:
+            with for_range(b, 0, full, name="blk") as blk:
+                block(oy, blk, lanes)
+        if tail:
+            block(oy, i64(full), tail)
+    b.ret_void()
+    return fn
