@@ -5,7 +5,7 @@ say which kernel strategies it enables:
 
 - ``vector_bits``: the native vector width the kernels tile for (512, 256 or 128);
 - ``int8_dot``: the int8 dot-product family: ``avx512vnni`` (``vpdpbusd``, u8 x s8 -> s32),
-  ``avx2`` (``vpmaddubsw``/``vpmaddwd``), ``sdot`` (armv8.2 dotprod), ``smmla`` (i8mm),
+  ``avx2`` (``vpmaddwd`` on int16-widened operands), ``sdot`` (armv8.2 dotprod), ``smmla`` (i8mm),
   ``neon`` or ``generic`` (widening multiply-add that LLVM selects for any target);
 - ``requires``: features the running CPU must have to execute the code (checked before a JIT or a
   native run: LLVM would otherwise emit instructions the CPU lacks and the process dies).
@@ -27,7 +27,7 @@ ARM_TRIPLE = "aarch64-unknown-linux-gnu"
 BUILTIN_TARGETS = (
     Target("host", "this machine's CPU, detected with llvmlite", "", "host", "",
            {"vector_bits": 0, "int8_dot": "auto", "requires": ()}),
-    Target("x86-64-v3", "x86-64 with AVX2 and FMA (Haswell and later, Zen)", X86_TRIPLE, "x86-64-v3", "",
+    Target("x86-64-v3", "x86-64 with AVX2 and FMA (Haswell and later, Zen)", X86_TRIPLE, "x86-64-v3", "+avx2,+fma",
            {"vector_bits": 256, "int8_dot": "avx2", "requires": ("avx2", "fma")}),
     Target("x86-64-v4-vnni", "x86-64 with AVX-512 and VNNI (Cascade Lake and later, Zen 4)", X86_TRIPLE,
            "x86-64-v4", "+avx512vnni",

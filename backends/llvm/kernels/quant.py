@@ -16,6 +16,7 @@ from ncnnc.backends.llvm.irutil import (
     F32,
     I1,
     I8,
+    I16,
     PTR,
     VOID,
     for_range,
@@ -47,14 +48,18 @@ def element_index(b: ir.IRBuilder, view: View, pixel: ir.Value, ch: ir.Value) ->
 
 
 def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int, int],
-                 channel_multiple: int = 1, unsigned: bool = False) -> View:
+                 channel_multiple: int = 1, unsigned: bool = False, wide: bool = False) -> View:
     """Add a step that writes ``src`` quantized, padded (``top, bottom, left, right``; negative crops)
-    and channel-padded into a new buffer; returns its view (3-D, dense, dtype ``i8`` or ``u8``)."""
+    and channel-padded into a new buffer; returns its view (3-D, dense, dtype ``i8`` or ``u8``).
+
+    ``wide`` stores each value sign-extended to int16 (the operand form of x86's ``vpmaddwd``); the view is
+    then an ``i8`` view of twice the padded channels (two bytes per value) that only its kernel reads."""
     c, h, w = src.chw
     top, bottom, left, right = pads
     cp = -(-c // channel_multiple) * channel_multiple
     hp, wp = h + top + bottom, w + left + right
-    out = lw.temp("u8" if unsigned else "i8", (cp, hp, wp))
+    width = 2 if wide else 1  # bytes per value
+    out = lw.temp("u8" if unsigned else "i8", (cp * width, hp, wp))
     src3 = src.with_(shape=(c, h, w), pixel_stride=src.stride) if src.dims < 3 else src
 
     def emit(ctx: KernelContext) -> ir.Function:
@@ -66,7 +71,7 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
         first, last = ctx.split(b, fn, hp)  # this thread's rows of the padded buffer
         with for_range(b, first, last, name="r") as r:
             if padded:
-                memset(b, gep(b, dp, I8, b.mul(r, i64(wp * cp))), 128 if unsigned else 0, wp * cp)
+                memset(b, gep(b, dp, I8, b.mul(r, i64(wp * cp * width))), 128 if unsigned else 0, wp * cp * width)
             y = b.sub(r, i64(top))
             inside = b.and_(b.icmp_signed(">=", y, i64(y0)), b.icmp_signed("<", y, i64(y1)))
             def element(x: ir.Value, ch: ir.Value) -> None:
@@ -74,6 +79,8 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
                 q = v if src.dtype == "i8" else float2int8(b, b.fmul(v, ir.Constant(F32, float(np.float32(scale)))))
                 if unsigned:
                     q = b.xor(q, ir.Constant(I8, 0x80))
+                if wide:
+                    q = b.sext(q, I16)
                 store(b, q, dp, b.add(b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp)), ch))
 
             with b.if_then(inside):

@@ -6,8 +6,9 @@ crops, stride 2, dilation, groups, depthwise), the fused activation (0, 1, 2, 3,
 the int8 scale terms (``8=2``, depthwise ``8=1`` per-group and ``8=2`` one scale, ``+100`` requantize).
 Graphs are one convolution, a chain whose second layer reads the first one's requantized int8 output,
 or two convolutions written into one Concat (strided channel views, unaligned offsets), optionally
-read by an int8 convolution; they run on the host JIT at 512-, 256- and 128-bit vector widths, and with the
-AVX-512 VNNI int8 kernel (``vpdpbusd``) where the CPU has it.
+read by an int8 convolution; they run on the host JIT at 512-, 256- and 128-bit vector widths, with the
+generic int8 kernel and the per-target ones where the CPU has them: AVX-512 VNNI (``vpdpbusd``), AVX2
+(``vpmaddwd`` on int16 operands, ``x86-64-v3``).
 
 Exactness: int8 results and fp32 depthwise results are bit-identical to the simulation.  The fp32
 general kernel sums its ``K = cin_g * kh * kw`` products in another order than BLAS, so each output may
@@ -15,7 +16,9 @@ differ by at most ``2 K u sum|w x|`` (``u = 2**-24``, the classic bound for two 
 scaled by the activation's Lipschitz constant, plus a few ulps of the bias add and the activation.
 
 ``test_armv8_*`` cross-compile batches of cases into one multi-input graph, run them under
-qemu-aarch64 with :func:`ncnnc.backends.llvm.native.run_native` and compare with the host JIT bit for bit.
+qemu-aarch64 with :func:`ncnnc.backends.llvm.native.run_native` and compare with the host JIT bit for bit;
+hypothesis batches of int8 layers run the same way on the dotprod (``sdot``) and i8mm (``smmla``) targets.
+``test_int8_kernel_instructions`` reads each target's convolution inner loop in the assembly.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ AVX512_GENERIC_TARGET = Target("x86-64-v4-generic-test", "x86-64-v4 without the 
                                                  "requires": ("avx512f", "avx512bw")})
 """512-bit vectors with the generic int8 kernel (``host`` picks VNNI on a CPU that has it)."""
 
+AVX2_GENERIC_TARGET = Target("x86-64-v3-generic-test", "x86-64-v3 without the AVX2 int8 kernel", X86_TRIPLE,
+                             "x86-64-v3", "+avx2,+fma", {"vector_bits": 256, "int8_dot": "generic",
+                                                         "requires": ("avx2", "fma")})
+"""256-bit vectors with the generic int8 kernel (``x86-64-v3`` takes the ``vpmaddwd`` one)."""
+
 U = 2.0 ** -24
 
 
@@ -65,7 +73,7 @@ def _runnable_targets() -> list:
     from ncnnc.backends.llvm.targets import resolve
 
     found: list = ["host"]
-    for t in ("x86-64-v3", SSE_TARGET, AVX512_GENERIC_TARGET):
+    for t in ("x86-64-v3", SSE_TARGET, AVX512_GENERIC_TARGET, AVX2_GENERIC_TARGET):
         try:
             if is_native(resolve(t)):
                 found.append(t)
@@ -304,7 +312,7 @@ def _run_single(spec: ConvSpec, h: int, w: int, seed: int, target) -> None:
     check(graph, {"data": x}, target, bounds)
 
 
-_targets = st.sampled_from([0, 0, 1, 2, 3])
+_targets = st.sampled_from([0, 0, 1, 1, 2, 3, 4])
 
 
 def _target(i: int):
@@ -355,42 +363,101 @@ def test_fp32_depthwise_bit_identical(case, seed, t):
 
 
 @st.composite
-def vnni_specs(draw) -> tuple[ConvSpec, int, int]:
-    """int8 layers the VNNI kernel takes: plain convolutions, and grouped ones of 4k input channels per group."""
+def dot_specs(draw) -> tuple[ConvSpec, int, int]:
+    """int8 layers the per-target kernels take: plain convolutions, and grouped ones whose input channels per
+    group are a multiple of 2 (AVX2), 4 (VNNI, sdot) or 8 (smmla), or of none (the generic kernel)."""
     if draw(st.booleans()):
         return draw(conv_specs("conv", True))
     spec, h, w = draw(conv_specs("group", True))
-    cin_g = 4 * draw(st.integers(1, 3))
+    cin_g = draw(st.sampled_from([2, 4, 6, 8, 12, 16]))
     return replace(spec, c=spec.group * cin_g), h, w
 
 
 @SETTINGS
-@given(case=vnni_specs(), seed=st.integers(0, 2**16))
-def test_int8_vnni_kernel(case, seed):
-    """The ``vpdpbusd`` kernel (u8 input, +128 compensated in int32): bit-identical as well."""
+@given(case=dot_specs(), seed=st.integers(0, 2**16))
+@pytest.mark.parametrize("target", ["x86-64-v4-vnni", "x86-64-v3"])
+def test_int8_dot_kernels(target, case, seed):
+    """The ``vpdpbusd`` kernel (u8 input, +128 compensated in int32) and the ``vpmaddwd`` one (int16 input
+    and weights): bit-identical as well."""
     from ncnnc.backends.llvm.targets import resolve
 
-    target = resolve("x86-64-v4-vnni")
-    if not is_native(target):
-        pytest.skip("this CPU has no AVX-512 VNNI")
+    resolved = resolve(target)
+    if not is_native(resolved):
+        pytest.skip(f"this CPU cannot run {target}")
     spec, h, w = case
-    _run_single(spec, h, w, seed, target)
+    _run_single(spec, h, w, seed, resolved)
 
 
-def test_vnni_kernel_is_selected_only_with_the_feature():
-    """``int8_dot=avx512vnni`` emits ``vpdpbusd``; a target that names the strategy but lacks the feature
-    gets the generic kernel (LLVM would abort on the intrinsic)."""
+@pytest.mark.parametrize("target", ["x86-64-v4-vnni", "x86-64-v3"])
+def test_int8_dot_kernels_split_rows_among_threads(target):
+    """The tiled kernels are parallel steps: every thread count gives the same bytes."""
+    from ncnnc.backends.llvm.jit import jit
+    from ncnnc.backends.llvm.targets import resolve
+
+    if not is_native(resolve(target)):
+        pytest.skip(f"this CPU cannot run {target}")
+    rng = np.random.default_rng(5)
+    spec = ConvSpec("Convolution", 24, 40, 1, 3, 3, 1, 1, 1, 1, (1, 1, 1, 1), 1, (), True, True, 2)
+    b = GraphBuilder()
+    add_conv(b, b.input("data", (24, 11, 13)), spec, rng, "out")
+    model = jit(b.build(), target, use_cache=False)
+    x = _input(rng, (24, 11, 13))
+    one = model.run_one([x], threads=1)
+    for threads in (2, 3, 7):
+        np.testing.assert_array_equal(model.run_one([x], threads=threads)[0], one[0])
+
+
+def _kernel_loops(assembly: str, kind: str = "conv") -> list[str]:
+    """The basic blocks (assembly text) of the functions of ``kind`` steps (``PREFIX_kN_conv_LAYER``)."""
+    import re
+
+    blocks: list[str] = []
+    for m in re.finditer(rf"^(\w+_k\d+_{kind}_\w*):\n(.*?)^\.Lfunc_end", assembly, re.S | re.M):
+        blocks += re.split(r"^\.LBB\w+:", m.group(2), flags=re.M)
+    return blocks
+
+
+INSTRUCTIONS = {"x86-64-v4-vnni": "vpdpbusd", "x86-64-v3": "vpmaddwd", "armv8.2-dotprod": "sdot",
+                "armv8.6-i8mm": "smmla"}
+"""The instruction each target's int8 convolution inner loop is made of."""
+
+GENERIC_MULTIPLY = r"^\s+(vpmulld|mul|mla|smull2?|smlal2?)\s+[vxyz]"
+"""What the generic kernel multiplies with (int32 lane multiplies, widening ones on aarch64)."""
+
+
+@pytest.mark.parametrize("target", sorted(INSTRUCTIONS))
+def test_int8_kernel_instructions(target):
+    """``build(..., assembly=True)`` (what ``--emit-asm`` writes) of a small int8 convolution: the convolution's
+    hottest block is a run of the target's dot-product instruction (one per accumulator of the register tile)
+    with no generic multiply; a target that names the strategy but whose features lack the instruction gets the
+    generic kernel (LLVM would abort on the intrinsic); ``armv8`` (plain NEON) never uses ``sdot``."""
+    import re
+
     from ncnnc.backends.llvm import build
     from ncnnc.backends.llvm.targets import resolve
 
     spec = ConvSpec("Convolution", 16, 32, 1, 3, 3, 1, 1, 1, 1, (1, 1, 1, 1), 1, (), True, True, 2)
     b = GraphBuilder()
-    add_conv(b, b.input("data", (16, 6, 6)), spec, np.random.default_rng(0), "out")
+    add_conv(b, b.input("data", (16, 12, 12)), spec, np.random.default_rng(0), "out")
     graph = b.build()
-    vnni = resolve("x86-64-v4-vnni")
-    assert "vpdpbusd" in build(graph, vnni, use_cache=False, assembly=True).assembly
-    lacking = Target("v4-claims-vnni", "", X86_TRIPLE, "x86-64-v4", "", {**vnni.options})
-    assert "vpdpbusd" not in build(graph, lacking, use_cache=False, assembly=True).assembly
+    instruction = INSTRUCTIONS[target]
+    resolved = resolve(target)
+    blocks = _kernel_loops(build(graph, resolved, use_cache=False, assembly=True).assembly)
+    counts = [len(re.findall(rf"^\s+{instruction}\s", block, re.M)) for block in blocks]
+    hot = blocks[counts.index(max(counts))]
+    print(f"{target}: {max(counts)} {instruction} in the conv kernel's hottest block")
+    assert max(counts) >= 8
+    assert not re.search(GENERIC_MULTIPLY, hot, re.M), hot
+    lacking = Target(f"{target}-lacking", "", resolved.triple, resolved.cpu,
+                     ",".join(f for f in resolved.features.split(",") if f not in ("+avx512vnni", "+avx2", "+dotprod",
+                                                                                     "+i8mm")),
+                     {**resolved.options})
+    if resolved.cpu not in ("x86-64-v3", "x86-64-v4"):  # a CPU name that implies the feature: still not trusted
+        lacking = replace(lacking, cpu="generic")
+    text = build(graph, lacking, use_cache=False, assembly=True).assembly
+    assert not re.search(rf"^\s+{instruction}\s", text, re.M)
+    if target == "armv8.2-dotprod":
+        assert not re.search(r"^\s+sdot\s", build(graph, "armv8", use_cache=False, assembly=True).assembly, re.M)
 
 
 # ---- int8 input from a requantizing convolution; outputs written into a Concat -------------------------
@@ -610,7 +677,7 @@ def _arm_graph(seed: int = 11) -> tuple[Graph, dict[str, np.ndarray]]:
     return graph, inputs
 
 
-@pytest.mark.parametrize("target", ["armv8", "armv8.2-dotprod"])
+@pytest.mark.parametrize("target", ["armv8", "armv8.2-dotprod", "armv8.6-i8mm"])
 def test_armv8_objects_match_the_host_jit_bit_for_bit(target):
     """int8 and fp32 kernels compiled for aarch64, linked and run under qemu: identical to the host JIT
     (the same IR summation order at 4 lanes as at 16), and int8/depthwise identical to the simulation."""
@@ -634,3 +701,54 @@ def test_armv8_objects_match_the_host_jit_bit_for_bit(target):
     sim = simulate(graph, inputs)
     exact = [f"out{i}" for i, (spec, _, _) in enumerate(ARM_CASES) if spec.int8 or not _general(spec)] + ["outc"]
     assert_matches({k: arm[k] for k in exact}, {k: sim[k] for k in exact})
+
+
+ARM_EXAMPLES = int(os.environ.get("NCNNC_ARM_EXAMPLES", "3"))
+"""Hypothesis batches per armv8 dot-product target (each batch: one link and one qemu run)."""
+
+
+@st.composite
+def arm_batches(draw) -> list[tuple[ConvSpec, int, int]]:
+    """Eight int8 layers for one qemu run: plain convolutions (any channel count), grouped ones with 8k input
+    channels per group (``smmla``), 4k (``sdot``, and i8mm's fallback to it) or other (generic), depthwise."""
+    cases = []
+    for kind in ("conv", "conv", "conv", "conv", "group8", "group4", "group", "dw"):
+        spec, h, w = draw(conv_specs(kind if kind in ("conv", "dw") else "group", True))
+        if kind in ("group8", "group4"):
+            spec = replace(spec, c=spec.group * (8 if kind == "group8" else 4) * draw(st.integers(1, 2)))
+        if spec.act == 4:  # the two C libraries' expf may differ by an ulp: sigmoid is tested on the host
+            spec = replace(spec, act=1, act_params=())
+        cases.append((spec, h, w))
+    return cases
+
+
+@settings(max_examples=ARM_EXAMPLES, deadline=None, derandomize="NCNNC_CONV_EXAMPLES" not in os.environ,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(cases=arm_batches(), seed=st.integers(0, 2**16))
+@pytest.mark.parametrize("target", ["armv8.2-dotprod", "armv8.6-i8mm"])
+def test_armv8_int8_dot_kernels_on_drawn_layers(target, cases, seed):
+    """Drawn int8 layers as one multi-input graph on the ``sdot`` / ``smmla`` targets under qemu: bit-identical
+    to the simulation (the int32 sums are exact on every target), with one thread and with three."""
+    import shutil
+
+    native = pytest.importorskip("ncnnc.backends.llvm.native")
+    missing = [tool for tool in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing")
+        pytest.skip(f"{', '.join(missing)} missing")
+    from ncnnc.backends.llvm import build
+
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    inputs = {}
+    for i, (spec, h, w) in enumerate(cases):
+        src = b.input(f"x{i}", (spec.c, h, w))
+        inputs[src] = _input(rng, (spec.c, h, w))
+        add_conv(b, src, spec, rng, f"out{i}")
+    graph = b.build()
+    built = build(graph, target, use_cache=False)
+    (arm,) = native.run_native(built, [inputs])
+    assert_matches(arm, simulate(graph, inputs))
+    (threaded,) = native.run_native(built, [inputs], threads=3)  # the tiled kernels split their rows
+    assert_matches(threaded, arm)
