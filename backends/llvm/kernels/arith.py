@@ -43,12 +43,34 @@ def minimum(b: ir.IRBuilder, x: ir.Value, bound: ir.Value) -> ir.Value:
     return b.select(b.fcmp_unordered("<=", x, bound), x, bound)
 
 
-def float2int8(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """float32 (vector) -> int8 (vector), ncnn's rounding and saturation."""
-    half = call_intrinsic(b, "llvm.copysign", [fconst(v, 0.5), v])
-    r = call_intrinsic(b, "llvm.trunc", [b.fadd(v, half)])
-    r = minimum(b, maximum(b, r, fconst(v, -127.0)), fconst(v, 127.0))
+def float2int8(b: ir.IRBuilder, v: ir.Value, nonnegative: bool = False, below: float | None = None) -> ir.Value:
+    """float32 (vector) -> int8 (vector), ncnn's rounding and saturation: ``trunc(v + copysign(0.5, v))``
+    clamped to [-127, 127].
+
+    Clamping before the (truncating) conversion gives the same integers as clamping after ``trunc``.
+    What the caller knows shortens it, with the same results: ``nonnegative`` (``v >= 0`` or ``-0``, as
+    after ReLU: ``+0.5`` replaces ``copysign`` and the lower clamp goes), ``below`` (``v <= below``: the
+    upper clamp goes when ``below + 0.5 < 127``).
+    """
+    half = fconst(v, 0.5) if nonnegative else call_intrinsic(b, "llvm.copysign", [fconst(v, 0.5), v])
+    r = b.fadd(v, half)
+    if not nonnegative:
+        r = maximum(b, r, fconst(v, -127.0))
+    if below is None or not float(below) + 0.5 < 127.0:
+        r = minimum(b, r, fconst(v, 127.0))
     return b.fptosi(r, float_type(v, I8))
+
+
+def bounds_after(act_type: int, params) -> tuple[bool, float | None]:
+    """``(nonnegative, upper bound)`` of a fused activation's output (``None``: unbounded above)."""
+    params = list(params or [])
+    if act_type == 1:
+        return True, None
+    if act_type == 3:
+        lo = params[0] if params else -3.4028234663852886e38
+        hi = params[1] if len(params) > 1 else 3.4028234663852886e38
+        return lo >= 0, hi
+    return False, None
 
 
 def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:

@@ -64,7 +64,7 @@ from ncnnc.backends.llvm.irutil import (
     store,
     vec,
 )
-from ncnnc.backends.llvm.kernels.arith import SUPPORTED_ACTIVATIONS, activate, dequantize, float2int8
+from ncnnc.backends.llvm.kernels.arith import SUPPORTED_ACTIVATIONS, activate, bounds_after, dequantize, float2int8
 from ncnnc.backends.llvm.kernels.quant import prepare_f32, prepare_int8
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
 from ncnnc.backends.llvm.program import KernelContext, View
@@ -162,7 +162,11 @@ class Epilogue:
                 out = b.fadd(out, load(b, _global(module, f"{name}.bias", self.bias), vec(F32, lanes), index))
         out = activate(b, out, self.act, self.act_params)
         if self.top_scale is not None:
-            out = float2int8(b, b.fmul(out, splat(b, ir.Constant(F32, float(np.float32(self.top_scale))), lanes)))
+            top = np.float32(self.top_scale)
+            nonnegative, high = bounds_after(self.act, self.act_params)
+            below = None if high is None or top <= 0 else float(np.float32(high) * top)  # rounding is monotone
+            out = float2int8(b, b.fmul(out, splat(b, ir.Constant(F32, float(top)), lanes)),
+                             nonnegative=nonnegative and top > 0, below=below)
         return out
 
 
