@@ -38,3 +38,28 @@ def assert_matches(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol
                                f"{np.nanmax(np.abs(g.astype(np.float64) - w))}"
         else:
             np.testing.assert_allclose(g, w, atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
+
+
+QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+
+
+def quantize_absmax(graph: Graph, calib: list[dict[str, np.ndarray]], headroom: float = 100.0) -> Graph:
+    """``graph`` quantized by the real quantizer with a table made here: weight scales ``127 / absmax``
+    per output channel (per group for depthwise), input scales ``headroom / absmax`` of each quantized
+    layer's fp32 input over the ``calib`` input sets (numpy backend)."""
+    from ncnnc.core.table import CalibrationTable
+    from ncnnc.plugins.quantizer import quantize
+
+    quant = [layer for layer in graph.layers if layer.type in QUANTIZED_TYPES]
+    interp, absmax = Interpreter(graph), {}
+    for inputs in calib:
+        blobs = interp.run({k: v[None] for k, v in inputs.items()}, [layer.inputs[0] for layer in quant])
+        for layer in quant:
+            absmax[layer.name] = max(absmax.get(layer.name, 0.0), float(np.abs(blobs[layer.inputs[0]]).max()))
+    table = CalibrationTable()
+    for layer in quant:
+        rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
+        w = np.abs(layer.weight("weight").reshape(rows, -1)).max(1)
+        table.weight_scales[layer.name] = (127 / w).astype(np.float32)
+        table.input_scales[layer.name] = float(headroom / absmax[layer.name])
+    return quantize(graph, table).graph

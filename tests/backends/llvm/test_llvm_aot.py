@@ -16,7 +16,6 @@ import pytest
 
 from ncnnc.backends.llvm import build, jit
 from ncnnc.backends.llvm.aot import AOT_NAMES, header_text, write_aot
-from ncnnc.backends.llvm.lower import supported_types
 from ncnnc.backends.llvm.native import DRIVER, run_native
 from ncnnc.backends.llvm.targets import ARM_TRIPLE, X86_TRIPLE, is_native, resolve
 from ncnnc.backends.numpy.interpreter import Interpreter
@@ -27,13 +26,12 @@ from ncnnc.core.errors import NcnncError
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph
 from ncnnc.core.registry import registry
-from ncnnc.core.table import CalibrationTable
-from ncnnc.plugins.quantizer import quantize
+
+from .harness import quantize_absmax
 
 ROOT = Path(__file__).resolve().parents[3]
 E_MACHINE = {"aarch64": 0xB7, "x86_64": 0x3E}
 TARGETS = ["armv8", "armv8.2-dotprod", "x86-64-v3", "host"]
-HAS_INT8_FC = ("InnerProduct", "int8") in supported_types()
 
 
 def require_runnable(target: Target, require_cross) -> None:
@@ -46,7 +44,7 @@ def require_runnable(target: Target, require_cross) -> None:
 
 def int8_chain(seed: int = 4) -> Graph:
     """A small quantized graph: Conv(requantize) -> Split -> {ConvDW(requantize) -> Conv, Conv(leaky)} ->
-    Concat (-> int8 InnerProduct once that kernel exists), as tests/backends/test_numpy_int8.py's chain."""
+    Concat -> int8 InnerProduct, as tests/backends/test_numpy_int8.py's chain."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder()
     x = b.input("data", (8, 11, 9))
@@ -67,20 +65,10 @@ def int8_chain(seed: int = 4) -> Graph:
     e = conv(s2, 12, 6, 3, stride=2, act=2)
     b.layers[-1].params["activation_params"] = [0.1]
     cat = b.layer("Concat", [d, e], name="cat")
-    if HAS_INT8_FC:
-        b.layer("InnerProduct", [cat], {"num_output": 5, "bias_term": 1, "weight_data_size": 5 * 12 * 6 * 5},
-                {"weight": rng.normal(0, 0.05, 5 * 12 * 6 * 5), "bias": rng.normal(0, 0.1, 5)}, name="fc")
+    b.layer("InnerProduct", [cat], {"num_output": 5, "bias_term": 1, "weight_data_size": 5 * 12 * 6 * 5},
+            {"weight": rng.normal(0, 0.05, 5 * 12 * 6 * 5), "bias": rng.normal(0, 0.1, 5)}, name="fc")
     graph = b.build()
-    data = rng.normal(0, 1, (1, 8, 11, 9)).astype(np.float32)
-    quant = [layer for layer in graph.layers if layer.type in ("Convolution", "ConvolutionDepthWise", "InnerProduct")]
-    blobs = Interpreter(graph).run({"data": data}, [layer.inputs[0] for layer in quant])
-    table = CalibrationTable()
-    for layer in quant:
-        rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
-        table.weight_scales[layer.name] = (127 / np.abs(layer.weight("weight").reshape(rows, -1)).max(1)).astype(
-            np.float32)
-        table.input_scales[layer.name] = float(100 / np.abs(blobs[layer.inputs[0]]).max())
-    return quantize(graph, table).graph
+    return quantize_absmax(graph, [{"data": rng.normal(0, 1, (8, 11, 9)).astype(np.float32)}])
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import assert_matches, run_jit, simulate
+from harness import assert_matches, quantize_absmax, run_jit, simulate
 
 from ncnnc.backends.llvm.targets import X86_TRIPLE, is_native
 from ncnnc.backends.numpy.conv_ops import _pad_amounts
-from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.backend import Target
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.ir import Graph, Weight
-from ncnnc.core.table import CalibrationTable
-from ncnnc.plugins.quantizer import quantize
 
 EXAMPLES = int(os.environ.get("NCNNC_CONV_EXAMPLES", "14"))
 """Examples per hypothesis test; setting ``NCNNC_CONV_EXAMPLES`` (e.g. 300) also draws new random ones each
@@ -623,15 +620,7 @@ def test_quantized_chain_through_the_quantizer():
     b.layer("Concat", [d, e], name="out")
     graph = b.build()
     data = rng.normal(0, 1, (8, 11, 9)).astype(np.float32)
-    quant = [layer for layer in graph.layers if layer.type in ("Convolution", "ConvolutionDepthWise")]
-    blobs = Interpreter(graph).run({"data": data[None]}, [layer.inputs[0] for layer in quant])
-    table = CalibrationTable()
-    for layer in quant:
-        rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
-        table.weight_scales[layer.name] = (127 / np.abs(layer.weight("weight").reshape(rows, -1)).max(1)).astype(
-            np.float32)
-        table.input_scales[layer.name] = float(100 / np.abs(blobs[layer.inputs[0]]).max())
-    qgraph = quantize(graph, table).graph
+    qgraph = quantize_absmax(graph, [{"data": data}])
     terms = [layer.p("int8_scale_term") for layer in qgraph.layers if "int8_scale_term" in layer.params]
     assert terms == [102, 101, 2, 2]
     for target in _runnable_targets():

@@ -14,10 +14,8 @@ import numpy as np
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.builder import GraphBuilder
-from ncnnc.core.table import CalibrationTable
-from ncnnc.plugins.quantizer import quantize
 
-from .harness import assert_matches, run_jit, simulate
+from .harness import assert_matches, quantize_absmax, run_jit, simulate
 
 RELU6 = {"activation_type": 3, "activation_params": [0.0, 6.0]}
 
@@ -61,21 +59,8 @@ def mobilenet_v2_like(rng: np.random.Generator):
 
 
 def quantized_mobilenet(rng: np.random.Generator, calib: np.ndarray):
-    """The int8 graph: weight scales 127/absmax per output channel, input scales from the runtime's fp32 blobs."""
-    graph = mobilenet_v2_like(rng)
-    quant = [layer for layer in graph.layers if layer.type in ("Convolution", "ConvolutionDepthWise", "InnerProduct")]
-    absmax: dict[str, float] = {}
-    for image in calib:
-        blobs = run_graph(graph, {"data": image}, [layer.inputs[0] for layer in quant])
-        for layer in quant:
-            absmax[layer.name] = max(absmax.get(layer.name, 0.0), float(np.abs(blobs[layer.inputs[0]]).max()))
-    table = CalibrationTable()
-    for layer in quant:
-        rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
-        w = np.abs(layer.weight("weight").reshape(rows, -1)).max(1)
-        table.weight_scales[layer.name] = (127 / w).astype(np.float32)
-        table.input_scales[layer.name] = float(127 / absmax[layer.name])
-    return quantize(graph, table).graph
+    """The int8 graph: weight scales 127/absmax per output channel, input scales 127/absmax of the fp32 blobs."""
+    return quantize_absmax(mobilenet_v2_like(rng), [{"data": image} for image in calib], headroom=127)
 
 
 def test_mobilenet_v2_like_int8_matches_simulation_and_runtime():

@@ -8,13 +8,10 @@ import numpy as np
 from ncnnc.backends.llvm.lower import Lowerer
 from ncnnc.backends.llvm.quantize_on_write import plan_quantize_on_write
 from ncnnc.backends.llvm.targets import resolve
-from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.core.builder import GraphBuilder
-from ncnnc.core.table import CalibrationTable
 from ncnnc.frontends.ncnn import load
-from ncnnc.plugins.quantizer import quantize
 
-from .harness import assert_matches, run_jit, simulate
+from .harness import assert_matches, quantize_absmax, run_jit, simulate
 
 
 def test_squeezenet_fire_outputs_are_written_as_int8(squeezenet_dir):
@@ -32,15 +29,7 @@ def test_squeezenet_fire_outputs_are_written_as_int8(squeezenet_dir):
 
 
 def _int8(graph, rng, shape):
-    quant = [layer for layer in graph.layers if layer.type in ("Convolution", "ConvolutionDepthWise", "InnerProduct")]
-    blobs = run_graph(graph, {"data": rng.normal(0, 1, shape).astype(np.float32)}, [q.inputs[0] for q in quant])
-    table = CalibrationTable()
-    for layer in quant:
-        rows = layer.p("group") if layer.type == "ConvolutionDepthWise" else layer.p("num_output")
-        table.weight_scales[layer.name] = (127 / np.abs(layer.weight("weight").reshape(rows, -1)).max(1)).astype(
-            np.float32)
-        table.input_scales[layer.name] = float(90 / np.abs(blobs[layer.inputs[0]]).max())
-    return quantize(graph, table).graph
+    return quantize_absmax(graph, [{"data": rng.normal(0, 1, shape).astype(np.float32)}], headroom=90)
 
 
 def _conv(b, rng, src, cin, n, k, name, act=1):
