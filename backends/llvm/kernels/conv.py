@@ -599,14 +599,13 @@ def _emit_smmla(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: E
 
 def _emit_depthwise(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: Epilogue, lanes: int,
                     int8: bool) -> ir.Function:
-    """Channel-vectorised depthwise kernel; products added in tap order."""
+    """fp32 channel-vectorised depthwise kernel; products added in tap order, as the simulation does."""
     fn, b = new_function(ctx.module, ctx.name, 2)
     src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
     xp, yp = fn.args
     cp, wp = src.chw[0], src.chw[2]
     weights = _global(ctx.module, f"{ctx.name}.w", wpacked)
-    elem = I8 if int8 else F32
-    acc_ty = vec(I32 if int8 else F32, lanes)
+    elem = F32
     full, tail = divmod(g.n, lanes)
 
     def block(pix_in: ir.Value, pix_out: ir.Value, blk: ir.Value, valid: int) -> None:
@@ -616,8 +615,8 @@ def _emit_depthwise(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, ep
                 at = b.add(pix_in, b.add(i64((ky * g.dh * wp + kx * g.dw) * cp), b.mul(blk, i64(lanes))))
                 xv = load(b, xp, vec(elem, lanes), at)
                 wv = load(b, weights, vec(elem, lanes), b.add(i64((ky * g.kw + kx) * cp), b.mul(blk, i64(lanes))))
-                prod = b.mul(b.sext(xv, acc_ty), b.sext(wv, acc_ty)) if int8 else b.fmul(xv, wv)
-                acc = prod if acc is None else (b.add(acc, prod) if int8 else b.fadd(acc, prod))
+                prod = b.fmul(xv, wv)
+                acc = prod if acc is None else b.fadd(acc, prod)
         out = epi.apply(b, ctx.module, ctx.name, acc, b.mul(blk, i64(lanes)))
         _store_block(b, out, yp, b.add(pix_out, b.mul(blk, i64(lanes))), valid)
 
@@ -664,12 +663,11 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
         lw.add("dwconv", [prepared], [out], lambda ctx: emit_depthwise_i16(ctx, g, packed_dw, epi, dw_lanes),
                macs=g.macs, parallel=True)
         return
-    if g.depthwise:
+    if g.depthwise:  # fp32 (int8 depthwise went to kernels/depthwise.py above)
         blocks = -(-g.n // lanes)
         epi = _epilogue(layer, g, int8, blocks, lanes)
-        prepared = prepare_int8(lw, src, scale, g.pads, lanes) if int8 else prepare_f32(lw, src, g.pads, lanes,
-                                                                                  layer.p("pad_value"))
-        wk = np.zeros((g.kh * g.kw, blocks * lanes), np.int8 if int8 else np.float32)
+        prepared = prepare_f32(lw, src, g.pads, lanes, layer.p("pad_value"))
+        wk = np.zeros((g.kh * g.kw, blocks * lanes), np.float32)
         wk[:, :g.n] = weight.reshape(g.n, g.kh * g.kw).T
         emitter, packed = _emit_depthwise, wk
     elif int8 and (strategy := dot_strategy(lw.target, g)) != "generic":
