@@ -84,7 +84,11 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
                 store(b, q, dp, b.add(b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp)), ch))
 
             with b.if_then(inside):
-                if src.channel_major:  # innermost loop along the contiguous row of one channel
+                if src.channel_major and c <= 4:  # few channels (an image): all of a pixel at once, so
+                    with for_range(b, x0, x1, name="x") as x:  # LLVM vectorises along the row
+                        for ch in range(c):
+                            element(x, i64(ch))
+                elif src.channel_major:  # innermost loop along the contiguous row of one channel
                     with for_range(b, 0, c, name="c") as ch, for_range(b, x0, x1, name="x") as x:
                         element(x, ch)
                 else:
