@@ -8,6 +8,7 @@ the backend's own source; a second build of the same model reads the cached obje
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -59,6 +60,7 @@ _NOT_CODEGEN = ("jit.py", "aot.py", "native.py", "__init__.py")
 """Backend modules that do not change the object code (left out of the cache key)."""
 
 
+@functools.lru_cache(maxsize=1)
 def _source_digest() -> str:
     h = hashlib.sha256()
     root = Path(__file__).parent

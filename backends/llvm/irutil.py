@@ -45,10 +45,6 @@ def f32(v: float) -> ir.Constant:
     return ir.Constant(F32, float(np.float32(v)))
 
 
-def f64(v: float) -> ir.Constant:
-    """A ``double`` constant."""
-    return ir.Constant(F64, float(v))
-
 
 def vec(ty: ir.Type, n: int) -> ir.VectorType:
     """``<n x ty>``."""
@@ -61,12 +57,6 @@ def splat(b: ir.IRBuilder, value: ir.Value, n: int) -> ir.Value:
         return ir.Constant(vec(value.type, n), [value] * n)
     v = b.insert_element(ir.Constant(vec(value.type, n), ir.Undefined), value, i32(0))
     return b.shuffle_vector(v, ir.Constant(vec(value.type, n), ir.Undefined), ir.Constant(vec(I32, n), [0] * n))
-
-
-def const_vector(ty: ir.Type, values) -> ir.Constant:
-    """A constant vector of ``ty`` elements."""
-    conv = float if ty in (F32, F64) else int
-    return ir.Constant(vec(ty, len(values)), [ir.Constant(ty, conv(v)) for v in values])
 
 
 def gep(b: ir.IRBuilder, ptr: ir.Value, ty: ir.Type, index: ir.Value | int) -> ir.Value:
@@ -87,6 +77,15 @@ def store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, index: ir.Value | int
     ty = value.type
     elem = ty.element if isinstance(ty, ir.VectorType) else ty
     b.store(value, gep(b, ptr, elem, index), align=align if isinstance(ty, ir.VectorType) else None)
+
+
+def store_lanes(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, index: ir.Value, valid: int) -> None:
+    """Store the first ``valid`` lanes of vector ``value`` at ``ptr[index]`` (all of them as one vector store)."""
+    if valid == value.type.count:
+        store(b, value, ptr, index)
+        return
+    for lane in range(valid):
+        store(b, b.extract_element(value, i32(lane)), ptr, b.add(index, i64(lane)))
 
 
 def intrinsic(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:

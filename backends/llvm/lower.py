@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ncnnc.backends.llvm.irutil import ITEMSIZE
 from ncnnc.backends.llvm.program import Buffer, Emitter, Program, Shape, Step, View
 from ncnnc.backends.llvm.quantize_on_write import is_max_pool, plan_quantize_on_write
 from ncnnc.backends.numpy.registry import FP32, INT8, select_variant
@@ -33,9 +32,6 @@ _LOWERINGS: dict[tuple[str, str], Lowering] = {}
 
 PASS_THROUGH_TYPES = ("Split", "Slice", "Concat", "Reshape", "Flatten", "Dropout", "Noop", "ShuffleChannel", "Crop")
 """Layer types whose output has their input's dtype."""
-
-ALIGN = 64
-"""Byte alignment of every workspace buffer."""
 
 
 class Unsupported(Exception):
@@ -77,13 +73,9 @@ class Lowerer:
         self.graph = graph
         self.target = target
         self.shapes = infer_shapes(graph, input_shapes)
-        self.producer: dict[str, Layer] = {b: layer for layer in graph.layers for b in layer.outputs}
+        self.producer: dict[str, Layer] = graph.producers()
         self.program = Program(graph.name or "model")
         self.views: dict[str, View] = {}
-        self.consumers: dict[str, list[Layer]] = {}
-        for layer in graph.layers:
-            for blob in layer.inputs:
-                self.consumers.setdefault(blob, []).append(layer)
         self.placement: dict[str, tuple[str, int]] = {}
         self.write_scales: dict[str, float] = plan_quantize_on_write(graph)
         """Float outputs written as int8 with this scale (see :mod:`.quantize_on_write`)."""
@@ -126,10 +118,6 @@ class Lowerer:
         if layer.type in PASS_THROUGH_TYPES and layer.inputs:
             return self.predicted_dtype(layer.inputs[0])
         return "f32"
-
-    def blob_dtype(self, blob: str) -> str:
-        """The dtype a blob has once lowered (its view's dtype)."""
-        return self.views[blob].dtype
 
     def input(self, layer: Layer, i: int = 0, dtype: str | None = None, channel_major_ok: bool = False) -> View:
         """The view of the layer's ``i``-th input; with ``dtype="f32"`` an int8 blob is converted first.
@@ -290,5 +278,5 @@ def lower(graph: Graph, target: Target, input_shapes: dict[str, Shape] | None = 
     return Lowerer(graph, target, input_shapes).lower()
 
 
-__all__ = ["ALIGN", "ITEMSIZE", "Lowerer", "Unsupported", "lower", "lowering_for", "register_lowering",
+__all__ = ["Lowerer", "Unsupported", "lower", "lowering_for", "register_lowering",
            "supported_types"]

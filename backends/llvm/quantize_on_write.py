@@ -41,11 +41,8 @@ class _Regions:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.outputs = set(graph.outputs)
-        self.producer = {b: layer for layer in graph.layers for b in layer.outputs}
-        self.consumers: dict[str, list[Layer]] = {}
-        for layer in graph.layers:
-            for blob in layer.inputs:
-                self.consumers.setdefault(blob, []).append(layer)
+        self.producer = graph.producers()
+        self.consumers = graph.consumer_map()
 
     def scales(self, blob: str, concats: set[str]) -> set[float] | None:
         """Input scales of the int8 readers reached from ``blob`` through Split/Concat/max Pooling (the

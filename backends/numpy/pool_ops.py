@@ -11,6 +11,35 @@ from ncnnc.backends.numpy.registry import Op, register_op
 FLT_MAX = np.float32(3.4028234663852886e38)
 
 
+def pooling_pads(p, h: int, w: int, flat: bool) -> tuple[tuple[int, int, int, int], tuple[int, int]] | None:
+    """A windowed Pooling's padding ``(top, bottom, left, right)`` for its ``5=pad_mode`` on an ``h x w``
+    input, and the ``(h, w)`` tail that full padding (mode 0) adds beyond the pad params (the average's
+    count region leaves it out); None for an unknown pad mode.  A 1-D blob is padded along w only."""
+    kw, kh, sw, sh = p["kernel_w"], p["kernel_h"], p["stride_w"], p["stride_h"]
+    left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
+    mode = p["pad_mode"]
+    wtail = htail = 0
+    if mode == 0:
+        rw, rh = (w + left + right - kw) % sw, (h + top + bottom - kh) % sh
+        wtail, htail = (sw - rw if rw else 0), (sh - rh if rh else 0)
+        pads = (top, bottom + htail, left, right + wtail)
+    elif mode == 1:
+        pads = (top, bottom, left, right)
+    elif mode in (2, 3):
+        wpad, hpad = kw + (w - 1) // sw * sw - w, kh + (h - 1) // sh * sh - h
+        if wpad <= 0 and hpad <= 0:
+            pads = (0, 0, 0, 0)
+        elif mode == 2:
+            pads = (half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad))
+        else:
+            pads = (hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad))
+    else:
+        return None
+    if flat:
+        pads = (0, 0, *pads[2:])
+    return pads, (htail, wtail)
+
+
 @register_op("Pooling")
 class Pooling(Op):
     """ncnn Pooling: ``0=`` type (0 max, 1 avg), ``4=`` global, ``5=`` pad_mode (0 full, 1 valid,
@@ -62,29 +91,10 @@ class Pooling(Op):
             raise self.unsupported(f"with a window {kh} rows high on a 1-D blob")
         left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
         h, w = x.shape[2:]
-        mode = p["pad_mode"]
-        wtail = htail = 0
-        if mode == 0:
-            rw = (w + left + right - kw) % sw
-            rh = (h + top + bottom - kh) % sh
-            wtail, htail = (sw - rw if rw else 0), (sh - rh if rh else 0)
-            pads = (top, bottom + htail, left, right + wtail)
-        elif mode == 1:
-            pads = (top, bottom, left, right)
-        elif mode in (2, 3):
-            wpad = kw + (w - 1) // sw * sw - w
-            hpad = kh + (h - 1) // sh * sh - h
-            if wpad > 0 or hpad > 0:
-                if mode == 2:
-                    pads = (half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad))
-                else:
-                    pads = (hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad))
-            else:
-                pads = (0, 0, 0, 0)
-        else:
-            raise self.unsupported(f"pad_mode {mode}")
-        if flat:
-            pads = (0, 0, *pads[2:])
+        found = pooling_pads(p, h, w, flat)
+        if found is None:
+            raise self.unsupported(f"pad_mode {p['pad_mode']}")
+        pads, (htail, wtail) = found
         if is_max:
             return max_pool(x, kh, kw, sh, sw, pads)
         xb = pad_hw(x, *pads, value=0.0)

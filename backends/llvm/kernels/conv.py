@@ -61,7 +61,7 @@ from ncnnc.backends.llvm.irutil import (
     load,
     new_function,
     splat,
-    store,
+    store_lanes,
     vec,
 )
 from ncnnc.backends.llvm.kernels.arith import SUPPORTED_ACTIVATIONS, activate, bounds_after, dequantize, float2int8
@@ -178,7 +178,7 @@ def _global(module: ir.Module, name: str, data: np.ndarray) -> ir.GlobalVariable
     return add_constant(module, name, data)
 
 
-def _pad_channels(values: np.ndarray, group: int, out_g: int, blocks: int, lanes: int) -> np.ndarray:
+def pad_channels(values: np.ndarray, group: int, out_g: int, blocks: int, lanes: int) -> np.ndarray:
     """``(group * out_g,)`` values -> ``(group * blocks * lanes,)`` with zeros in the padding lanes."""
     v = np.zeros((group, blocks * lanes), values.dtype)
     v[:, :out_g] = values.reshape(group, out_g)
@@ -193,7 +193,7 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     groups, per = (1, g.n) if g.depthwise else (g.group, g.out_g)
     bias = layer.weight("bias").ravel().astype(np.float32) if p["bias_term"] else None
     if not int8:
-        return Epilogue(False, None, None if bias is None else _pad_channels(bias, groups, per, blocks, lanes),
+        return Epilogue(False, None, None if bias is None else pad_channels(bias, groups, per, blocks, lanes),
                         act, act_params, None)
     from ncnnc.backends.numpy.int8_ops import dequant_scales
 
@@ -204,18 +204,9 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     scale = np.broadcast_to(dequant_scales(input_scale, ws), (g.n,)).astype(np.float32)
     term = p["int8_scale_term"]
     top = float(layer.weight("top_int8_scales").ravel()[0]) if term > 100 else None
-    return Epilogue(True, _pad_channels(scale, groups, per, blocks, lanes),
-                    None if bias is None else _pad_channels(bias.astype(np.float32), groups, per, blocks, lanes),
+    return Epilogue(True, pad_channels(scale, groups, per, blocks, lanes),
+                    None if bias is None else pad_channels(bias.astype(np.float32), groups, per, blocks, lanes),
                     act, act_params, top)
-
-
-def _store_block(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, index: ir.Value, valid: int) -> None:
-    """Store the first ``valid`` lanes of ``value`` at ``ptr[index]`` (all of them as one vector store)."""
-    if valid == value.type.count:
-        store(b, value, ptr, index)
-        return
-    for lane in range(valid):
-        store(b, b.extract_element(value, ir.Constant(I32, lane)), ptr, b.add(index, i64(lane)))
 
 
 def _emit_general(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: Epilogue, lanes: int,
@@ -252,7 +243,7 @@ def _emit_general(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi:
         index = b.add(b.mul(b.add(i64(grp * blocks), blk), i64(lanes)), i64(0))
         out = epi.apply(b, ctx.module, ctx.name, acc, index)
         o_index = b.add(pix_out, b.add(i64(grp * g.out_g), b.mul(blk, i64(lanes))))
-        _store_block(b, out, yp, o_index, valid)
+        store_lanes(b, out, yp, o_index, valid)
 
     full, tail = divmod(g.out_g, lanes)
     with for_range(b, 0, g.oh, name="oy") as oy, for_range(b, 0, g.ow, name="ox") as ox:
@@ -462,7 +453,7 @@ def _tile_epilogue(b: ir.IRBuilder, ctx: KernelContext, g: ConvGeometry, epi: Ep
             blk = b.add(blk0, i64(j))
             out = epi.apply(b, ctx.module, ctx.name, acc, b.mul(b.add(i64(grp * blocks), blk), i64(lanes)))
             o_index = b.add(pix_out, b.add(i64(grp * g.out_g), b.mul(blk, i64(lanes))))
-            _store_block(b, out, yp, o_index, valid_last if j == nb - 1 else lanes)
+            store_lanes(b, out, yp, o_index, valid_last if j == nb - 1 else lanes)
 
 
 def _emit_dot(ctx: KernelContext, g: ConvGeometry, packed: tuple[np.ndarray, np.ndarray | None], epi: Epilogue,
@@ -618,7 +609,7 @@ def _emit_depthwise(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, ep
                 prod = b.fmul(xv, wv)
                 acc = prod if acc is None else b.fadd(acc, prod)
         out = epi.apply(b, ctx.module, ctx.name, acc, b.mul(blk, i64(lanes)))
-        _store_block(b, out, yp, b.add(pix_out, b.mul(blk, i64(lanes))), valid)
+        store_lanes(b, out, yp, b.add(pix_out, b.mul(blk, i64(lanes))), valid)
 
     with for_range(b, 0, g.oh, name="oy") as oy, for_range(b, 0, g.ow, name="ox") as ox:
         pix_in = b.mul(b.add(b.mul(b.mul(oy, i64(g.sh)), i64(wp)), b.mul(ox, i64(g.sw))), i64(cp))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from ncnnc.backends.llvm.irutil import I8, I16, I32, for_range, i64, load, vec
+from ncnnc.backends.llvm.irutil import I8, I16, I32, for_range, i64, load, store_lanes, vec
 from ncnnc.backends.llvm.program import KernelContext
 
 
@@ -28,7 +28,7 @@ def pack_depthwise_i16(weight: np.ndarray, kh: int, kw: int, channels: int, padd
 
 def emit_depthwise_i16(ctx: KernelContext, g, packed: np.ndarray, epi, lanes: int) -> ir.Function:
     """The kernel; ``g`` a ``conv.ConvGeometry``, ``epi`` a ``conv.Epilogue`` padded to ``lanes``."""
-    from ncnnc.backends.llvm.kernels.conv import _global, _store_block
+    from ncnnc.backends.llvm.kernels.conv import _global
 
     fn, b = ctx.function()
     src, dst = ctx.step.inputs[0], ctx.step.outputs[0]
@@ -66,7 +66,7 @@ def emit_depthwise_i16(ctx: KernelContext, g, packed: np.ndarray, epi, lanes: in
                     acc = wide if acc is None else b.add(acc, wide)
                 out = epi.apply(b, ctx.module, ctx.name, acc, channel)
                 ox = b.add(ox0, i64(p))
-                _store_block(b, out, yp, b.add(b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(out_stride)), channel),
+                store_lanes(b, out, yp, b.add(b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(out_stride)), channel),
                              valid)
 
         steps, rest = divmod(g.ow, tile)

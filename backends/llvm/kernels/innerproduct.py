@@ -43,11 +43,11 @@ from ncnnc.backends.llvm.irutil import (
     load,
     new_function,
     splat,
-    store,
+    store_lanes,
     vec,
 )
 from ncnnc.backends.llvm.kernels.arith import SUPPORTED_ACTIVATIONS
-from ncnnc.backends.llvm.kernels.conv import Epilogue
+from ncnnc.backends.llvm.kernels.conv import Epilogue, pad_channels
 from ncnnc.backends.llvm.kernels.quant import prepare_int8
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
 from ncnnc.backends.llvm.program import KernelContext, View
@@ -82,20 +82,6 @@ def pack_weights(weight: np.ndarray, columns: np.ndarray, lanes: int, dtype) -> 
     padded = np.zeros((blocks * lanes, k), dtype)
     padded[:n] = weight[:, columns]
     return np.ascontiguousarray(padded.reshape(blocks, lanes, k).transpose(0, 2, 1))
-
-
-def _pad(values: np.ndarray, n: int, blocks: int, lanes: int) -> np.ndarray:
-    out = np.zeros(blocks * lanes, values.dtype)
-    out[:n] = values
-    return out
-
-
-def _store_lanes(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, index: ir.Value, valid: int) -> None:
-    if valid == value.type.count:
-        store(b, value, ptr, index)
-        return
-    for lane in range(valid):
-        store(b, b.extract_element(value, ir.Constant(I32, lane)), ptr, b.add(index, i64(lane)))
 
 
 def _emit(ctx: KernelContext, packed: np.ndarray, epi: Epilogue, n: int, k: int, rows: int, lanes: int,
@@ -135,7 +121,7 @@ def _emit(ctx: KernelContext, packed: np.ndarray, epi: Epilogue, n: int, k: int,
             with for_range(b, 0, k, name="k") as kk:
                 term(slot, b.add(xbase, kk), b.add(wbase, kk))
         out = epi.apply(b, ctx.module, ctx.name, b.load(slot, typ=acc_ty), b.mul(blk, i64(lanes)))
-        _store_lanes(b, out, yp, b.add(b.mul(row, i64(n)), b.mul(blk, i64(lanes))), valid)
+        store_lanes(b, out, yp, b.add(b.mul(row, i64(n)), b.mul(blk, i64(lanes))), valid)
 
     with for_range(b, 0, rows, name="row") as row:
         if full:
@@ -183,14 +169,15 @@ def lower_innerproduct(lw: Lowerer, layer: Layer, int8: bool) -> None:
         input_scale = float(np.asarray(layer.weight("bottom_int8_scales")).ravel()[0])
         ws = np.broadcast_to(np.asarray(layer.weight("weight_int8_scales"), np.float32).ravel(), (n,))
         scale = dequant_scales(input_scale, ws).astype(np.float32)
-        epi = Epilogue(True, _pad(scale, n, blocks, lanes),
-                       None if bias is None else _pad(bias.astype(np.float32), n, blocks, lanes), act, act_params, None)
+        bias32 = None if bias is None else pad_channels(bias.astype(np.float32), 1, n, blocks, lanes)
+        epi = Epilogue(True, pad_channels(scale, 1, n, blocks, lanes), bias32, act, act_params, None)
         if src.dtype == "f32":
             src = prepare_int8(lw, src, input_scale, (0, 0, 0, 0))  # dense (c, h, w), channels inside
         columns = memory_order_columns(src, k)
         packed = pack_weights(np.rint(weight).astype(np.int8), columns, lanes, np.int8)
     else:
-        epi = Epilogue(False, None, None if bias is None else _pad(bias, n, blocks, lanes), act, act_params, None)
+        epi = Epilogue(False, None, None if bias is None else pad_channels(bias, 1, n, blocks, lanes), act, act_params,
+                       None)
         columns = memory_order_columns(src, k) if rows == 1 else np.arange(k)
         packed = pack_weights(weight.astype(np.float32), columns, lanes, np.float32)
     out = lw.output(layer, 0, "f32")

@@ -45,7 +45,7 @@ from ncnnc.backends.llvm.kernels.arith import fconst
 from ncnnc.backends.llvm.kernels.elementwise import FLT_MAX, np_maximum
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
 from ncnnc.backends.llvm.program import KernelContext
-from ncnnc.backends.numpy.conv_ops import half
+from ncnnc.backends.numpy.pool_ops import pooling_pads
 from ncnnc.core.ir import Layer
 
 Block = Callable[[ir.Value, int], None]
@@ -125,27 +125,10 @@ def window_geometry(layer: Layer, h: int, w: int, flat: bool) -> Window:
     left, right, top, bottom = p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]
     if min(left, right, top, bottom) < 0:
         raise Unsupported("negative explicit pads")
-    mode = p["pad_mode"]
-    wtail = htail = 0
-    if mode == 0:
-        rw, rh = (w + left + right - kw) % sw, (h + top + bottom - kh) % sh
-        wtail, htail = (sw - rw if rw else 0), (sh - rh if rh else 0)
-        pads = (top, bottom + htail, left, right + wtail)
-    elif mode == 1:
-        pads = (top, bottom, left, right)
-    elif mode in (2, 3):
-        wpad, hpad = kw + (w - 1) // sw * sw - w, kh + (h - 1) // sh * sh - h
-        if wpad > 0 or hpad > 0:
-            if mode == 2:
-                pads = (half(hpad), hpad - half(hpad), half(wpad), wpad - half(wpad))
-            else:
-                pads = (hpad - half(hpad), half(hpad), wpad - half(wpad), half(wpad))
-        else:
-            pads = (0, 0, 0, 0)
-    else:
-        raise Unsupported(f"pad_mode {mode}")
-    if flat:
-        pads = (0, 0, *pads[2:])
+    found = pooling_pads(p, h, w, flat)
+    if found is None:
+        raise Unsupported(f"pad_mode {p['pad_mode']}")
+    pads, (htail, wtail) = found
     pt, pb, pl, pr = pads
     hb, wb = h + pt + pb, w + pl + pr
     rows, cols = (max(pt, 0), hb - max(pb, 0)), (max(pl, 0), wb - max(pr, 0))
