@@ -1,8 +1,9 @@
-"""The ONNX frontend: an ``.onnx`` model (opsets 9 to 21) -> a graph of ncnn layers.
+"""The ONNX frontend: an ``.onnx`` model (opsets 9 to 21; older ones upgraded) -> a graph of ncnn layers.
 
 Steps: read the file (:mod:`~ncnnc.frontends.onnx_model`: external data only from the model's
-folder), fix the input shapes (batch 1, ``shape=`` for dynamic ones), infer static shapes and fold
-constant and shape subgraphs away (:mod:`~ncnnc.frontends.onnx_fold`), then map each remaining node
+folder, opsets before 9 upgraded), fix the input shapes (``shape=`` for dynamic ones), bring a
+fixed batch N > 1 to 1 when items never mix (:mod:`~ncnnc.frontends.onnx_batch`), infer static
+shapes and fold constant and shape subgraphs away (:mod:`~ncnnc.frontends.onnx_fold`), then map each remaining node
 (:mod:`~ncnnc.frontends.onnx_ops_nn`, :mod:`~ncnnc.frontends.onnx_ops_tensor`) through the
 conversion context (:mod:`~ncnnc.frontends.onnx_convert`).  Graph inputs and outputs keep their
 ONNX names.
@@ -23,15 +24,17 @@ def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     # imported here, not at module level: the onnx package costs a fifth of a second to import, and
     # every ncnnc command loads this plugin to list it
     from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
+    from ncnnc.frontends.onnx_batch import fold_at_batch_one, note_batch
     from ncnnc.frontends.onnx_convert import Converter
-    from ncnnc.frontends.onnx_fold import fold
     from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
 
     path_s = str(path)
     model = read_model(path)
     input_shapes = fix_input_shapes(model, path_s, shape)
-    folded = fold(model, input_shapes, model_opset(model, path_s), path_s)
+    folded, batch = fold_at_batch_one(model, input_shapes, model_opset(model, path_s), path_s)
     graph = Converter(folded, path_s).convert()
+    if batch != 1:
+        note_batch(path_s, batch)
     graph.name = Path(path).stem
     return graph
 

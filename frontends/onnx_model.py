@@ -20,10 +20,15 @@ from ncnnc.core.errors import ModelFormatError, UnsupportedError
 
 MIN_OPSET = 9
 MAX_OPSET = 21
+UPGRADE_OPSET = 13
+"""Models older than :data:`MIN_OPSET` are upgraded to this opset with ``onnx.version_converter``."""
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
-    """Parse an ONNX file, check it is a model with a supported opset, and load its external data."""
+    """Parse an ONNX file and prepare it: opset upgraded, external data loaded, initializers made constants.
+
+    Opsets before :data:`MIN_OPSET` are upgraded; initializers listed as graph inputs are constants.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -36,11 +41,42 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
         raise ModelFormatError("not an ONNX model (no IR version, nodes or outputs)", str(path))
     opset = model_opset(model, str(path))
+    if 1 <= opset < MIN_OPSET:
+        model = _upgrade(model, opset, str(path))
+        opset = model_opset(model, str(path))
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise UnsupportedError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET} to {MAX_OPSET})",
                                str(path))
     _load_external_data(model, path)
+    _initializers_as_constants(model)
     return model
+
+
+def _initializers_as_constants(model: onnx.ModelProto) -> None:
+    """Drop graph inputs that name an initializer: their values are the model's weights, not inputs.
+
+    Exports for IR version < 4 must list every initializer as an input; later versions allow it as
+    an overridable default.  Either way ncnn models carry the value, so it is a constant; the IR
+    version is raised to 4, the first that lets initializers stand alone.
+    """
+    init = {t.name for t in model.graph.initializer}
+    kept = [vi for vi in model.graph.input if vi.name not in init]
+    if len(kept) != len(model.graph.input):
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+    model.ir_version = max(model.ir_version, 4)
+
+
+def _upgrade(model: onnx.ModelProto, opset: int, path: str) -> onnx.ModelProto:
+    """The model converted from an old opset to :data:`UPGRADE_OPSET` by ONNX's own version converter."""
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, UPGRADE_OPSET)
+    except Exception as e:  # the converter raises RuntimeError / ValidationError / anything from an adapter
+        raise UnsupportedError(f"cannot upgrade ONNX opset {opset} to {UPGRADE_OPSET} "
+                               f"(onnx.version_converter: {str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                               path) from None
 
 
 def model_opset(model: onnx.ModelProto, path: str) -> int:
@@ -109,10 +145,28 @@ def parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
     return (1, *reversed(dims))
 
 
-def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[int] | None) -> dict[str, tuple]:
-    """Make every graph input's shape static (batch 1), using ``shape`` for the unknown dims.
+INPUT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+"""Element types an input may have: ncnn blobs are float32 (integers are accepted as indices)."""
 
-    Returns ``{input name: NCHW shape}``; the model's input types are rewritten to match.
+
+def _check_input_type(vi: onnx.ValueInfoProto, path: str) -> None:
+    where = f"input {vi.name}"
+    kind = vi.type.WhichOneof("value")
+    if kind != "tensor_type":
+        raise UnsupportedError(f"the input is a {kind or 'value of no type'}, not a tensor: ncnn blobs are tensors",
+                               path, where)
+    elem = vi.type.tensor_type.elem_type
+    if elem not in INPUT_TYPES:
+        name = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else str(elem)
+        raise UnsupportedError(f"the input's element type is {name}: ncnn blobs are float32 (inputs must be "
+                               "float, or integer indices)", path, where)
+
+
+def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[int] | None) -> dict[str, tuple]:
+    """Make every graph input's shape static, using ``shape`` for the unknown dims (a dynamic batch is 1).
+
+    Returns ``{input name: NCHW shape}``; the model's input types are rewritten to match.  A fixed
+    batch N > 1 stays: :mod:`~ncnnc.frontends.onnx_batch` decides whether it converts at batch 1.
     """
     init_names = {t.name for t in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in init_names]
@@ -123,6 +177,7 @@ def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[in
     result: dict[str, tuple] = {}
     for vi in inputs:
         where = f"input {vi.name}"
+        _check_input_type(vi, path)
         if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             if given is None:
                 raise ModelFormatError("the input has no shape; give one with shape=[w,h,c]", path, where)
@@ -145,8 +200,6 @@ def fix_input_shapes(model: onnx.ModelProto, path: str, shape: str | Sequence[in
             shown = ["?" if d is None else d for d in dims]
             raise ModelFormatError(f"the input shape {shown} is dynamic; give a fixed one with shape=[w,h,c]",
                                    path, where)
-        if dims and dims[0] != 1:
-            raise UnsupportedError(f"batch size {dims[0]} is not supported (ncnn models take batch 1)", path, where)
         tensor_type = vi.type.tensor_type
         tensor_type.ClearField("shape")
         for d in dims:
