@@ -691,7 +691,7 @@ def load_graph(model: Graph | str | Path, bin_path: str | Path | None = None) ->
 def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
               lists: str | Path | Sequence[str | Path | Sequence[str | Path]] = (),
               out: str | Path | None = None, *, method: str = "kl",
-              params: Mapping[str, Any] | None = None,
+              method_params: Mapping[str, Any] | None = None,
               mean: Sequence[Sequence[float]] | Sequence[float] = (),
               norm: Sequence[Sequence[float]] | Sequence[float] = (),
               shape: Sequence[Sequence[int]] | Sequence[int] = (),
@@ -699,10 +699,11 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
               batch_size: int = 8, cache_mb: int = 1024, progress: bool = False) -> CalibrationResult:
     """Calibrate a model on images and return (and with ``out``, write) its table.
 
-    ``lists``: one list file / directory / sequence of paths per model input (a single one for a
-    one-input model).  ``mean``, ``norm``, ``shape`` (ncnn2table's ``[w, h, c]``) and ``pixel``
-    are per input; a flat list is taken as the value for a one-input model.  ``method`` names a
-    registered calibrator, ``params`` its parameters.  ``threads`` processes share the batches.
+    ``lists``: one list file / directory / sequence of paths per model input (a single one, or a
+    flat sequence of image paths, for a one-input model).  ``mean``, ``norm``, ``shape``
+    (ncnn2table's ``[w, h, c]``) and ``pixel`` are per input; a flat list is taken as the value
+    for a one-input model.  ``method`` names a registered calibrator, ``method_params`` its
+    parameters (the keyword :func:`ncnnc.compile` takes too).  ``threads`` processes share the batches.
 
     >>> import ncnnc  # doctest: +SKIP
     >>> ncnnc.calibrate("m.param", "m.bin", "images.txt", "m.table", mean=[104, 117, 123],
@@ -710,11 +711,9 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     """
     start = time.perf_counter()
     factory = find_calibrator(method)
-    resolved = factory.resolve(params)
+    resolved = factory.resolve(method_params)
     graph = load_graph(model, bin_path)
-    if isinstance(lists, (str, Path)):
-        lists = [lists]
-    specs = input_specs(graph, list(lists), mean=_per_input(mean), norm=_per_input(norm),
+    specs = input_specs(graph, per_input_lists(graph, lists), mean=_per_input(mean), norm=_per_input(norm),
                         shape=_per_input(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
                         npy=npy)
     if threads < 1:
@@ -756,6 +755,25 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     if out is not None:
         table.save(out)
     return CalibrationResult(table, layers, method, count, time.perf_counter() - start)
+
+
+INPUT_FILE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy")
+"""Suffixes of files that are inputs themselves, not lists of inputs."""
+
+
+def per_input_lists(graph: Graph, lists: str | Path | Sequence[Any]) -> list[Any]:
+    """``lists`` as one entry per model input.
+
+    A single list/directory, or for a one-input model a flat sequence of image (or ``.npy``) paths
+    (``["a.jpg", "b.jpg"]``, as ``mean=`` takes a flat list), is that one input's entry.
+    """
+    if isinstance(lists, (str, Path)):
+        return [lists]
+    lists = list(lists)
+    if len(graph.inputs) == 1 and lists and all(
+            isinstance(x, (str, Path)) and Path(x).suffix.lower() in INPUT_FILE_SUFFIXES for x in lists):
+        return [lists]
+    return lists
 
 
 def _per_input(values: Sequence[Any]) -> list[Any]:

@@ -135,6 +135,12 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     fp32_layers = list(fp32_layers)
     if int8 and calib is None:
         raise NcnncError("--int8 needs calibration images (--calib LIST_OR_DIR)")
+    if int8:  # the method, its parameters and the images are checked before any work starts
+        from ncnnc.core.calibration import find_calibrator, read_list
+
+        find_calibrator(method).resolve(method_params)
+        if isinstance(calib, (str, Path)):
+            read_list(calib)
     resolved = None
     if target is not None:
         from ncnnc.backends.llvm.targets import resolve
@@ -161,7 +167,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         t = time.perf_counter()
         say(f"calibrating ({method}) ...")
         cal = calibrate(graph, lists=[calib] if isinstance(calib, (str, Path)) else [list(calib)],  # type: ignore
-                        method=method, params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
+                        method=method, method_params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
                         pixel=pixel, threads=threads, progress=progress)
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         key, value = item.split("=", 1)
         params[key] = value
     result = calibrate(args.model_param, args.model_bin, [p for p in args.lists.split(",") if p], args.out,
-                       method=args.method, params=params, mean=_per_input(args.mean, "--mean"),
+                       method=args.method, method_params=params, mean=_per_input(args.mean, "--mean"),
                        norm=_per_input(args.norm, "--norm"), shape=_per_input(args.shape, "--shape", ints=True),
                        pixel=[p for v in args.pixel for p in v.split(",") if p], npy=args.npy,
                        threads=args.threads, batch_size=args.batch_size, cache_mb=args.cache_mb, progress=True)

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     allow_intermixed(parser)
     parser.add_argument("items", nargs="+", metavar="MODEL_OR_OPTION",
                         help="model file(s) (ncnn .param .bin, .onnx, .prototxt .caffemodel), then ncnn2table-style "
-                             "options: mean=[..] norm=[..] shape=[w,h,c] pixel=BGR method=kl thread=N")
+                             "options: mean=[..] norm=[..] shape=[w,h,c] pixel=BGR method=kl thread=N and "
+                             "the method's parameters (method=percentile percentile=99.9)")
     parser.add_argument("--int8", action="store_true", help="quantize to int8 (needs --calib)")
     parser.add_argument("--calib", metavar="LIST_OR_DIR", help="calibration images: a list file or a directory")
     parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="", help="layers to keep fp32")
@@ -72,20 +73,37 @@ def parse_number_list(key: str, text: str) -> list[float]:
         raise NcnncError(f"{key}={text}: expected numbers like [104,117,123]") from None
 
 
-def split_items(items: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Model paths and ``key=value`` options."""
-    paths, options = [], {}
+def split_items(items: list[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Model paths, ``key=value`` options, and the calibration method's own parameters.
+
+    As in ``ncnnc table``, a key that is not an option is a parameter of the method
+    (``method=percentile percentile=99.9``); the method checks the names before any work.
+    """
+    paths, options, method_params = [], {}, {}
     for item in items:
         key, eq, value = item.partition("=")
         if eq and key in OPTION_KEYS:
             options[key] = value
-        elif eq and "/" not in key and "." not in key:
-            raise NcnncError(f"unknown option {key}= (one of {', '.join(OPTION_KEYS)})")
+        elif eq and key and "/" not in key and "." not in key:
+            method_params[key] = value
         else:
             paths.append(item)
     if not paths:
         raise NcnncError("no model files given")
-    return paths, options
+    return paths, options, method_params
+
+
+def check_method_params(method: str, method_params: dict[str, str]) -> None:
+    """A user error for a ``key=`` that is neither an option nor a parameter of the method."""
+    from ncnnc.core.calibration import find_calibrator
+
+    factory = find_calibrator(method)
+    known = [p.name for p in (*factory.params, *factory.refine_params)]
+    for key in method_params:
+        if key not in known:
+            raise NcnncError(f"unknown option {key}= (options: {', '.join(OPTION_KEYS)}; parameters of "
+                             f"method={method}: {', '.join(known) or 'none'})")
+    factory.resolve(method_params)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,14 +111,16 @@ def run(args: argparse.Namespace) -> int:
     from ncnnc.core.commands.quantize import parse_layer_list
     from ncnnc.core.pipeline import compile
 
-    paths, options = split_items(args.items)
+    paths, options, method_params = split_items(args.items)
+    check_method_params(options.get("method", "kl"), method_params)
     if args.int8 and not args.calib:
         raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")
     if not args.int8:
         int8_only = [flag for flag, given in (
             ("--calib", args.calib), ("--auto-mixed-precision", args.auto_mixed_precision),
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
-            ("--amp-images", args.amp_images != 16), ("method=", "method" in options)) if given]
+            ("--amp-images", args.amp_images != 16), ("method=", "method" in options),
+            (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
             verb = "apply" if len(int8_only) > 1 else "applies"
             raise NcnncError(f"{', '.join(int8_only)} {verb} only with --int8 (without it the fp32 model is compiled)")
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                      mean=parse_number_list("mean", options["mean"]) if "mean" in options else [],
                      norm=parse_number_list("norm", options["norm"]) if "norm" in options else [],
                      shape=shape, pixel=options.get("pixel", "BGR"), method=options.get("method", "kl"),
+                     method_params=method_params,
                      fp32_layers=parse_layer_list(args.fp32_layers), auto_mixed_precision=args.auto_mixed_precision,
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ncnnc.core.errors import NcnncError
     from ncnnc.core.evaluate import evaluate
 
-    _, options = split_items(["-", *args.options])
-    if "method" in options or "thread" in options:
+    _, options, unknown = split_items(["-", *args.options])
+    if "method" in options or "thread" in options or unknown:
         raise NcnncError("eval takes only mean=, norm=, shape= and pixel=")
     result = evaluate((args.fp32_param, args.fp32_bin), (args.int8_param, args.int8_bin), args.images,
                       labels=args.labels,

@@ -26,4 +26,12 @@ def run(args: argparse.Namespace) -> int:
         width = max((len(r.name) for r in items), default=0)
         for r in items:
             print(f"  {r.name:<{width}}  {r.description}  [{r.source}]")
+            if kind == "calibrators" and (params := calibrator_params(r.item)):
+                print(f"  {'':<{width}}  parameters: {params}")
     return 0
+
+
+def calibrator_params(factory: object) -> str:
+    """A calibration method's parameters with their defaults, ``key=default`` (help), or ``""``."""
+    params = (*getattr(factory, "params", ()), *getattr(factory, "refine_params", ()))
+    return ", ".join(f"{p.name}={p.default}" + (f" ({p.help})" if p.help else "") for p in params)

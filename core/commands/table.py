@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             kw["cache_mb"] = parse_int(value, key, 0)
         else:
             method_params[key] = value
-    result = calibrate(param, binf, [p for p in lists.split(",") if p], out, params=method_params,
+    result = calibrate(param, binf, [p for p in lists.split(",") if p], out, method_params=method_params,
                        progress=True, **kw)
     print(f"{result.summary()}; wrote {out}")
     return 0

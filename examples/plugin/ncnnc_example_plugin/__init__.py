@@ -1,0 +1,1 @@
+"""An outside ncnnc plugin package; each module registered in ``pyproject.toml`` is one plugin."""
