@@ -19,9 +19,8 @@ and their statistics merged in order, so the table does not depend on N.
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
-import multiprocessing
 import os
 import time
 from abc import ABC, abstractmethod
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.executors import Executor, Job, LocalExecutor, Session, Worker, make_executor, split
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
@@ -452,51 +452,46 @@ def load_groups(specs: Sequence[InputSpec], indices: Sequence[int]) -> list[dict
     return [{b: np.stack([t[b] for t in g]) for b in g[0]} for g in groups]
 
 
-class _Shard:
-    """Some consecutive batches, run through the fp32 interpreter once per pass.
+@dataclass
+class ObservePass:
+    """A shard task: one pass of a shard's batches through the model, shown to a copy of ``stats``.
 
-    In the first pass of a multi-pass method the observed blobs are kept (up to ``cache_bytes``)
-    so that later passes replay them instead of running the model again.
+    Returns the shard's statistics.  ``keep`` (the first pass of a multi-pass method): what the
+    calibrators' ``replay_form`` makes of each batch is kept on the worker, within its budget, and
+    later passes replay it instead of running the model again; the last pass frees it.
     """
 
-    def __init__(self, graph: Graph, specs: Sequence[InputSpec], plan: Sequence[range],
-                 blobs: Sequence[str], cache_bytes: int) -> None:
-        self.graph, self.specs, self.plan, self.blobs = graph, specs, plan, list(blobs)
-        self.cache_left = cache_bytes
-        self.cache: dict[int, list[dict[str, np.ndarray]]] = {}
-        self.interp: Any = None
+    stats: dict[str, Calibrator]
+    keep: bool = False
 
-    def run_pass(self, stats: dict[str, Calibrator], keep: bool, tick: Callable[[int], None]) -> None:
-        """Feed every batch of the shard to ``stats``; ``keep``: cache what fits for later passes."""
-        for i, indices in enumerate(self.plan):
-            if i in self.cache:
-                for group in self.cache[i]:
+    def __call__(self, worker: Worker, shard: Sequence[range], tick: Callable[[int], None]
+                 ) -> dict[str, Calibrator]:
+        """Run the pass on ``shard`` with ``worker``'s interpreter; the statistics."""
+        stats = copy.deepcopy(self.stats)  # the task object may be shared by the shards of one worker
+        blobs = list(stats)
+        for indices in shard:
+            key = ("replay", indices.start)
+            replay = worker.kept(key, drop=not self.keep)
+            if replay is not None:
+                for group in replay:
                     for blob, value in group.items():
                         _observe(stats, blob, value)
             else:
                 kept: list[dict[str, np.ndarray]] = []
-                for inputs in load_groups(self.specs, indices):
+                for inputs in load_groups(worker.job.specs, indices):
                     seen: dict[str, np.ndarray] = {}
 
                     def observe(name: str, value: np.ndarray, seen: dict = seen) -> None:
                         _observe(stats, name, value)
-                        if keep and name in stats:
+                        if self.keep and name in stats:
                             seen[name] = stats[name].replay_form(value)
 
-                    self._interpreter().run(inputs, outputs=self.blobs, observe=observe)
+                    worker.interpreter().run(inputs, outputs=blobs, observe=observe)
                     kept.append(seen)
-                size = sum(v.nbytes for group in kept for v in group.values())
-                if keep and size <= self.cache_left:
-                    self.cache[i] = kept
-                    self.cache_left -= size
+                if self.keep:
+                    worker.keep(key, kept, sum(v.nbytes for group in kept for v in group.values()))
             tick(len(indices))
-
-    def _interpreter(self) -> Any:
-        if self.interp is None:
-            from ncnnc.backends.numpy import Interpreter
-
-            self.interp = Interpreter(self.graph)
-        return self.interp
+        return stats
 
 
 def _observe(stats: dict[str, Calibrator], blob: str, value: np.ndarray) -> None:
@@ -507,75 +502,6 @@ def _observe(stats: dict[str, Calibrator], blob: str, value: np.ndarray) -> None
             raise NcnncError(f"blob {blob!r}: {e}") from None
 
 
-def _worker(shard: _Shard, index: int, commands: Any, results: Any) -> None:
-    """Process body: for each ``(stats, keep)`` command run a pass and send the statistics back."""
-    try:
-        while (cmd := commands.recv()) is not None:
-            stats, keep = cmd
-            shard.run_pass(stats, keep, lambda n: results.put(("tick", index, n)))
-            results.put(("done", index, stats))
-    except NcnncError as e:
-        results.put(("error", index, (e.message, e.path, e.where)))
-    except BaseException as e:  # an internal failure: report it, the parent raises
-        import traceback
-
-        results.put(("crash", index, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
-
-
-class _Pool:
-    """``threads`` shards: run in this process for one, in forked worker processes for more."""
-
-    def __init__(self, shards: list[_Shard]) -> None:
-        self.shards = shards
-        self.procs: list[Any] = []
-        if len(shards) > 1:
-            ctx = multiprocessing.get_context("fork")
-            self.results = ctx.Queue()
-            self.pipes = []
-            for i, shard in enumerate(shards):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(shard, i, child, self.results), daemon=True)
-                proc.start()
-                self.pipes.append(parent)
-                self.procs.append(proc)
-
-    def run_pass(self, stats: dict[str, Calibrator], keep: bool, tick: Callable[[int], None]
-                 ) -> dict[str, Calibrator]:
-        """One pass over every shard, each starting from ``stats``; the shards' statistics merged."""
-        if not self.procs:
-            self.shards[0].run_pass(stats, keep, tick)
-            return stats
-        for pipe in self.pipes:
-            pipe.send((stats, keep))
-        done: dict[int, dict[str, Calibrator]] = {}
-        while len(done) < len(self.shards):
-            kind, index, payload = self.results.get()
-            if kind == "tick":
-                tick(payload)
-            elif kind == "done":
-                done[index] = payload
-            elif kind == "error":
-                raise NcnncError(*payload)
-            else:
-                raise RuntimeError(f"calibration worker {index} failed: {payload}")
-        merged = done[0]
-        for i in range(1, len(self.shards)):
-            for blob, cal in merged.items():
-                cal.merge(done[i][blob])
-        return merged
-
-    def close(self) -> None:
-        """Stop the worker processes."""
-        for pipe in getattr(self, "pipes", []):
-            with contextlib.suppress(OSError):
-                pipe.send(None)
-        for proc in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-
-
 def observe_pass(graph: Graph, specs: Sequence[InputSpec], stats: dict[str, Calibrator], *,
                  batch_size: int = 8) -> dict[str, Calibrator]:
     """One pass of these images through the model, fed to ``stats`` (blob -> calibrator), in place.
@@ -583,7 +509,35 @@ def observe_pass(graph: Graph, specs: Sequence[InputSpec], stats: dict[str, Cali
     The building block for sharding by hand (other processes or machines): run pass 1 on every
     shard, merge, call ``next_pass``, give each shard a copy, run pass 2, merge, and so on.
     """
-    _Shard(graph, specs, batches(specs, batch_size), list(stats), 0).run_pass(stats, False, lambda n: None)
+    seen = ObservePass(stats)(Worker(Job(graph, list(specs))), batches(specs, batch_size), lambda n: None)
+    stats.update(seen)
+    return stats
+
+
+def run_statistics(session: Session, shards: Sequence[Sequence[range]], blobs: Sequence[str],
+                   make: Callable[[], Calibrator],
+                   progress: Callable[[int, int], Callable[[int], None]] | None = None) -> dict[str, Calibrator]:
+    """Every pass of one calibrator per blob over ``shards`` on an open executor session.
+
+    Each pass starts every shard from the same statistics (the merged ones of the pass before,
+    after ``next_pass``) and merges the shards' results in shard order as they arrive.
+    """
+    stats = {b: make() for b in blobs}
+    passes = max((c.passes for c in stats.values()), default=1)
+    for k in range(passes):
+        if k:
+            for cal in stats.values():
+                if k < cal.passes:
+                    cal.next_pass()
+        tick = progress(k, passes) if progress else (lambda n: None)
+        merged: dict[str, Calibrator] | None = None
+        for part in session.map(ObservePass(stats, keep=k + 1 < passes), shards, tick):
+            if merged is None:
+                merged = part
+            else:
+                for blob, cal in merged.items():
+                    cal.merge(part[blob])
+        stats = merged if merged is not None else stats
     return stats
 
 
@@ -591,33 +545,19 @@ def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence
                        make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = 8,
                        limit: int | None = None, cache_mb: int = 1024,
                        progress: Callable[[int, int], Callable[[int], None]] | None = None,
-                       ) -> dict[str, Calibrator]:
+                       executor: Executor | None = None) -> dict[str, Calibrator]:
     """One calibrator per blob, shown every batch ``passes`` times; the merged statistics.
 
-    ``threads > 1`` splits the batches into that many contiguous shards run by forked processes.
-    The statistics do not depend on ``threads`` (fixed batches, exact merges in shard order).
-    ``progress(pass_index, passes)`` returns a callback taking image counts as they finish.
-    ``cache_mb`` bounds the activations kept in memory between passes (the rest is recomputed).
+    The batches are cut into the shards ``executor`` asks for (default: ``threads`` contiguous
+    shards run by forked processes).  The statistics do not depend on the executor or the number
+    of shards (fixed batches, exact merges in shard order).  ``progress(pass_index, passes)``
+    returns a callback taking image counts as they finish.  ``cache_mb`` bounds the activations
+    kept in memory between passes (the rest is recomputed).
     """
+    executor = executor or LocalExecutor(threads)
     plan = batches(specs, batch_size, limit)
-    stats = {b: make() for b in blobs}
-    passes = max((c.passes for c in stats.values()), default=1)
-    workers = max(1, min(threads, len(plan)))
-    per = math.ceil(len(plan) / workers)
-    budget = cache_mb * (1 << 20) // workers
-    shards = [_Shard(graph, specs, plan[i:i + per], blobs, budget) for i in range(0, len(plan), per)]
-    pool = _Pool(shards)
-    try:
-        for k in range(passes):
-            if k:
-                for cal in stats.values():
-                    if k < cal.passes:
-                        cal.next_pass()
-            tick = progress(k, passes) if progress else (lambda n: None)
-            stats = pool.run_pass(stats, keep=k + 1 < passes, tick=tick)
-    finally:
-        pool.close()
-    return stats
+    with executor.open(Job(graph, list(specs), cache_mb << 20)) as session:
+        return run_statistics(session, split(plan, executor.shard_count(len(plan))), blobs, make, progress)
 
 
 # -- the API ---------------------------------------------------------------------------------------
@@ -653,8 +593,9 @@ class RefineContext:
     """What a factory's ``refine`` gets: the model, the table to adjust in place, and data access.
 
     ``batches(limit)`` yields ``{blob: (N, ...)}`` input batches of the first ``limit`` images;
-    ``params`` are the method's resolved parameters; ``progress(desc, total)`` starts a progress
-    bar and returns its ``update(n)``.
+    ``map_shards(task, limit, desc)`` runs a shard task on them through the calibration's executor
+    (its workers already hold the model); ``params`` are the method's resolved parameters;
+    ``progress(desc, total)`` starts a progress bar and returns its ``update(n)``.
     """
 
     graph: Graph
@@ -665,6 +606,20 @@ class RefineContext:
     batch_size: int
     threads: int
     progress: Callable[[str, int], Callable[[int], None]] = lambda desc, total: (lambda n: None)
+    executor: Executor | None = None
+    session: Session | None = None
+
+    def map_shards(self, task: Callable[[Worker, Sequence[range], Callable[[int], None]], Any],
+                   limit: int | None = None, desc: str = "") -> Iterator[Any]:
+        """``task(worker, shard, tick)`` on the shards of the first ``limit`` images; results in shard order.
+
+        Runs on the calibration's executor session when there is one, else in this process.
+        """
+        plan = batches(self.specs, self.batch_size, limit)
+        tick = self.progress(desc, self.count(limit))
+        if self.session is None or self.executor is None:
+            return _run_here(Job(self.graph, self.specs), task, plan, tick)
+        return self.session.map(task, split(plan, self.executor.shard_count(len(plan))), tick)
 
     def batches(self, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Input batches of the first ``limit`` images (all if None)."""
@@ -675,6 +630,12 @@ class RefineContext:
         """How many images ``batches(limit)`` yields."""
         n = len(self.specs[0].paths)
         return n if limit is None else min(n, limit)
+
+
+def _run_here(job: Job, task: Callable[..., Any], plan: list[range], tick: Callable[[int], None]
+                  ) -> Iterator[Any]:
+    """One shard of every batch, run here."""
+    yield task(Worker(job), plan, tick)
 
 
 def load_graph(model: Graph | str | Path, bin_path: str | Path | None = None) -> Graph:
@@ -696,7 +657,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
               norm: Sequence[Sequence[float]] | Sequence[float] = (),
               shape: Sequence[Sequence[int]] | Sequence[int] = (),
               pixel: Sequence[str] | str = (), npy: bool = False, threads: int = 1,
-              batch_size: int = 8, cache_mb: int = 1024, progress: bool = False) -> CalibrationResult:
+              batch_size: int = 8, cache_mb: int = 1024, progress: bool = False,
+              executor: Executor | str | Any | None = None, scheduler: str | None = None) -> CalibrationResult:
     """Calibrate a model on images and return (and with ``out``, write) its table.
 
     ``lists``: one list file / directory / sequence of paths per model input (a single one, or a
@@ -704,6 +666,10 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     (ncnn2table's ``[w, h, c]``) and ``pixel`` are per input; a flat list is taken as the value
     for a one-input model.  ``method`` names a registered calibrator, ``method_params`` its
     parameters (the keyword :func:`ncnnc.compile` takes too).  ``threads`` processes share the batches.
+
+    ``executor`` says where the work runs: ``"local"`` (default: ``threads`` processes here), a
+    ``distributed.Client``, ``"dask"`` with a ``scheduler`` address (``tcp://host:8786``), or an
+    :class:`~ncnnc.core.executors.Executor`.  The table is the same bytes whichever runs it.
 
     >>> import ncnnc  # doctest: +SKIP
     >>> ncnnc.calibrate("m.param", "m.bin", "images.txt", "m.table", mean=[104, 117, 123],
@@ -718,6 +684,7 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
                         npy=npy)
     if threads < 1:
         raise NcnncError(f"thread={threads}: need at least 1")
+    runner = make_executor(executor, scheduler, threads)
     if batch_size < 1:
         raise NcnncError(f"batch size {batch_size}: need at least 1")
     check_shapes(graph, specs)
@@ -726,10 +693,12 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     count = len(specs[0].paths)
 
     bars = _ProgressBars(progress)
+    plan = batches(specs, batch_size)
+    session = runner.open(Job(graph, specs, cache_mb << 20))
     try:
-        stats = collect_statistics(graph, specs, blobs, lambda: factory.make(resolved), threads=threads,
-                                   batch_size=batch_size, cache_mb=cache_mb,
-                                   progress=lambda k, n: bars.new(f"{method} pass {k + 1}/{n}", count))
+        stats = run_statistics(session, split(plan, runner.shard_count(len(plan))), blobs,
+                               lambda: factory.make(resolved),
+                               progress=lambda k, n: bars.new(f"{method} pass {k + 1}/{n}", count))
         table = CalibrationTable()
         layers = []
         for t in targets:
@@ -746,11 +715,13 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
             from ncnnc.backends.numpy.blas import single_thread
 
             with single_thread():  # refiners run numpy ops outside the interpreter too (eq's int8 layers)
-                factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new))
+                factory.refine(RefineContext(graph, targets, table, resolved, specs, batch_size, threads, bars.new,
+                                             runner, session))
             for rep in layers:
                 rep.scale = table.input_scales[rep.name]
                 rep.threshold = INT8_MAX / rep.scale
     finally:
+        session.close()
         bars.close()
     if out is not None:
         table.save(out)

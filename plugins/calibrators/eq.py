@@ -18,25 +18,34 @@ convolution with the candidates stacked as extra output channels, and the cosine
 output is updated from per-channel sums as the channels are decided one after another (exactly
 the sequence ncnn2table follows).  ncnn2table reads the image list of the wrong input and index
 inside this search and crashes; here each image is used as intended.  The search costs about
-``2 * steps`` runs of each layer per image, so ``images`` defaults to 10 (ncnn2table: 50); it
-runs in one process.
+``2 * steps`` runs of each layer per image, so ``images`` defaults to 10 (ncnn2table: 50).
+
+Both stages run through the calibration's executor (local processes or a Dask cluster): each shard
+of images returns its per-image sums (weights) or cosines (input), which are concatenated in shard
+order before the choice, so the result does not depend on how the images were shared out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ncnnc.backends.numpy import Interpreter, make_op
+from ncnnc.backends.numpy import make_op
+from ncnnc.backends.numpy.blas import single_thread
 from ncnnc.backends.numpy.common import activate
 from ncnnc.core.calibration import (
     CalibratorFactory,
     CalibratorParam,
     RefineContext,
     Target,
+    load_groups,
+    quant_targets,
     weight_rows,
 )
+from ncnnc.core.executors import Worker
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.int8 import float2int8
 from ncnnc.core.ir import Layer, Weight
@@ -207,22 +216,52 @@ def _best(total: np.ndarray) -> int | None:
 
 
 # -- the refine step ---------------------------------------------------------------------------------
+@dataclass
+class EqStage:
+    """A shard task: one stage of the search (``weights`` or ``input``) over a shard's images.
+
+    Carries only the scales (the workers hold the model); returns per layer what the stage's
+    ``observe_*`` collected: the weight stage's per-image sums, or the input stage's cosines.
+    """
+
+    stage: str
+    scales: list[tuple[str, np.ndarray, float]]  # per layer: name, weight scales, input scale
+    steps: int
+    lower: float
+    upper: float
+
+    def searches(self, targets: Sequence[Target]) -> list[LayerSearch]:
+        """One search per layer, starting from the carried scales."""
+        by_name = {t.name: t for t in targets}
+        return [LayerSearch(by_name[name], w, x, self.steps, self.lower, self.upper) for name, w, x in self.scales]
+
+    def __call__(self, worker: Worker, shard: Sequence[range], tick: Callable[[int], None]) -> list[list[Any]]:
+        """The stage's statistics of every layer over the shard's images."""
+        searches = self.searches(quant_targets(worker.job.graph))
+        wanted = list(dict.fromkeys(b for s in searches for b in (s.target.blob, s.target.layer.outputs[0])))
+        with single_thread():  # the int8 layers run outside the interpreter too
+            for indices in shard:
+                for inputs in load_groups(worker.job.specs, indices):
+                    blobs = worker.interpreter().run(inputs, outputs=wanted)
+                    for s in searches:
+                        x, y = blobs[s.target.blob], blobs[s.target.layer.outputs[0]]
+                        (s.observe_weights if self.stage == "weights" else s.observe_input)(x, y)
+                tick(len(indices))
+        return [s.parts if self.stage == "weights" else s.input_sims for s in searches]
+
+
 def refine(ctx: RefineContext) -> None:
     """Run EQ over the first ``images`` images and write the chosen scales into ``ctx.table``."""
     p = ctx.params
-    searches = [LayerSearch(t, ctx.table.weight_scales[t.name], ctx.table.input_scales[t.name],
-                            int(p["steps"]), float(p["lower"]), float(p["upper"])) for t in ctx.targets]
-    count = ctx.count(int(p["images"]))
-    interp = Interpreter(ctx.graph)
-    wanted = list(dict.fromkeys(b for s in searches for b in (s.target.blob, s.target.layer.outputs[0])))
+    steps, lower, upper, images = int(p["steps"]), float(p["lower"]), float(p["upper"]), int(p["images"])
+    searches = [LayerSearch(t, ctx.table.weight_scales[t.name], ctx.table.input_scales[t.name], steps, lower, upper)
+                for t in ctx.targets]
     for stage in ("weights", "input"):
-        tick = ctx.progress(f"eq: {stage} scales", count)
-        for inputs in ctx.batches(int(p["images"])):
-            blobs = interp.run(inputs, outputs=wanted)
-            for s in searches:
-                x, y = blobs[s.target.blob], blobs[s.target.layer.outputs[0]]
-                (s.observe_weights if stage == "weights" else s.observe_input)(x, y)
-            tick(len(next(iter(inputs.values()))))
+        task = EqStage(stage, [(s.target.name, s.weight_scales, float(s.input_scale)) for s in searches],
+                       steps, lower, upper)
+        for shard_result in ctx.map_shards(task, images, f"eq: {stage} scales"):
+            for s, collected in zip(searches, shard_result):
+                (s.parts if stage == "weights" else s.input_sims).extend(collected)
         for s in searches:
             (s.choose_weights if stage == "weights" else s.choose_input)()
     for s in searches:
