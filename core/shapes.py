@@ -428,3 +428,5 @@ def _sdpa(layer: Layer, ins: list[Shape]) -> list[Shape]:
         seqlen = ins[roles["past_k"]][-2] + k[1]
         out += [(k[0], seqlen, k[2]), (v[0], seqlen, v[2])]
     return out
+
+from ncnnc.core import shapes_nd  # noqa: E402,F401  (registers the 1-D/3-D and tensor types' rules)

@@ -9,6 +9,7 @@ import onnx
 
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
+from ncnnc.frontends.onnx_ops_nd import conv_nd, pool_nd
 
 
 def _pads_2d(cx: Converter, attrs: dict, in_hw: tuple[int, int], kernel: list[int], strides: list[int],
@@ -51,11 +52,14 @@ def _geometry_params(kernel: list[int], strides: list[int], dilations: list[int]
 
 @mapper("Conv")
 def conv(cx: Converter, node: onnx.NodeProto) -> None:
-    """Conv -> Convolution, or ConvolutionDepthWise when ``group > 1``."""
+    """Conv -> Convolution, or ConvolutionDepthWise when ``group > 1`` (1-D / 3-D: :func:`conv_nd`)."""
     weight = cx.input_const(node, 1)
-    if weight is None or weight.ndim != 4:
-        raise cx.unsupported("Conv needs a constant 4-D weight (2-D convolution)")
+    if weight is None or weight.ndim not in (3, 4, 5):
+        raise cx.unsupported("Conv needs a constant 3-D, 4-D or 5-D weight (1-D, 2-D or 3-D convolution)")
     bias = cx.input_const(node, 2)
+    if weight.ndim != 4:
+        conv_nd(cx, node, weight, bias)
+        return
     group = int(cx.attrs(node).get("group", 1))
     kernel = list(weight.shape[2:])
     strides, dilations, pads = _window(cx, node, kernel)
@@ -106,11 +110,15 @@ def conv_transpose(cx: Converter, node: onnx.NodeProto) -> None:
 
 @mapper("MaxPool", "AveragePool")
 def pool(cx: Converter, node: onnx.NodeProto) -> None:
-    """MaxPool / AveragePool -> Pooling, with ONNX's output size (``ceil_mode``, ``count_include_pad``)."""
+    """MaxPool / AveragePool -> Pooling, with ONNX's output size (``ceil_mode``, ``count_include_pad``);
+    1-D / 3-D kernels: :func:`pool_nd`."""
     attrs = cx.attrs(node)
     if len(node.output) > 1 and node.output[1]:
         raise cx.unsupported("MaxPool's indices output is not supported")
     kernel = list(attrs["kernel_shape"])
+    if len(kernel) in (1, 3):
+        pool_nd(cx, node, kernel)
+        return
     strides, dilations, pads = _window(cx, node, kernel)
     if dilations != [1, 1]:
         raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling")

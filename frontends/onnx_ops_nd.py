@@ -1,0 +1,104 @@
+"""ONNX Conv / MaxPool / AveragePool on 1-D (NCW) and 3-D (NCDHW) inputs -> ncnn's 1-D / 3-D layer types.
+
+An NCW activation is the ncnn 2-D blob ``(c, w)``, an NCDHW one the 4-D blob ``(c, d, h, w)``.
+ONNX lists pads as all begins then all ends, outermost axis first; ``auto_pad`` is resolved with the
+static input size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from ncnnc.frontends.onnx_convert import Converter
+
+CONV_IDS = {1: {"kernel": (1,), "dilation": (2,), "stride": (3,), "begin": (4,), "end": (15,)},
+            3: {"kernel": (21, 11, 1), "dilation": (22, 12, 2), "stride": (23, 13, 3), "begin": (24, 14, 4),
+                "end": (17, 16, 15)}}
+"""ncnn param ids of the N-D convolution types, per spatial axis outermost first."""
+POOL_IDS = {1: {"kernel": (1,), "stride": (2,), "begin": (3,), "end": (14,)},
+            3: {"kernel": (21, 11, 1), "stride": (22, 12, 2), "begin": (23, 13, 3), "end": (16, 15, 14)}}
+"""ncnn param ids of Pooling1D / Pooling3D, per spatial axis outermost first."""
+
+
+def window_pads(cx: Converter, attrs: dict, sizes: tuple[int, ...], kernel: list[int], strides: list[int],
+                dilations: list[int]) -> tuple[list[int], list[int]]:
+    """Explicit ``(begins, ends)`` for each spatial axis, resolving ``auto_pad`` with the static sizes."""
+    n = len(sizes)
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("NOTSET", ""):
+        pads = list(attrs.get("pads", [0] * 2 * n))
+        if len(pads) != 2 * n:
+            raise cx.unsupported(f"pads {pads} are not those of a {n}-D window")
+        return pads[:n], pads[n:]
+    if auto_pad == "VALID":
+        return [0] * n, [0] * n
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise cx.unsupported(f"auto_pad {auto_pad!r} is not supported")
+    begins, ends = [], []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else large)
+        ends.append(large if auto_pad == "SAME_UPPER" else small)
+    return begins, ends
+
+
+def _geometry(ids: dict, **values: list[int]) -> dict[int, int]:
+    return {pid: int(v) for key, vals in values.items() for pid, v in zip(ids[key], vals)}
+
+
+def conv_nd(cx: Converter, node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """Conv with a 3-D or 5-D weight -> Convolution1D/3D, or the depthwise form when ``group > 1``."""
+    rank = weight.ndim - 2
+    attrs = cx.attrs(node)
+    group = int(attrs.get("group", 1))
+    kernel = list(weight.shape[2:])
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    sizes = cx.shape(node.input[0])[2:]
+    begins, ends = window_pads(cx, attrs, sizes, kernel, strides, dilations)
+    params = {0: int(weight.shape[0]), 5: int(bias is not None), 6: int(weight.size),
+              **_geometry(CONV_IDS[rank], kernel=kernel, dilation=dilations, stride=strides, begin=begins, end=ends)}
+    weights = {"weight": weight}
+    if bias is not None:
+        weights["bias"] = bias.reshape(-1)
+    ltype = f"Convolution{rank}D"
+    if group > 1:
+        ltype = f"ConvolutionDepthWise{rank}D"
+        params[7] = group
+    cx.add(ltype, [cx.logical_blob(node.input[0])], [node.output[0]], params, weights)
+
+
+def pool_nd(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> None:
+    """MaxPool / AveragePool with a 1-D or 3-D kernel -> Pooling1D / Pooling3D.
+
+    ONNX's output size picks ncnn's pad mode: floor is valid padding (1), ceil is full padding (0).
+    """
+    rank = len(kernel)
+    attrs = cx.attrs(node)
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    if dilations != [1] * rank:
+        raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling{rank}D")
+    sizes = cx.shape(node.input[0])[2:]
+    begins, ends = window_pads(cx, attrs, sizes, kernel, strides, dilations)
+    is_max = node.op_type == "MaxPool"
+    include_pad = int(attrs.get("count_include_pad", 0)) if not is_max else 0
+    outs = list(cx.shape(node.output[0])[2:])
+    spans = [size + b + e - k for size, b, e, k in zip(sizes, begins, ends, kernel)]
+    if outs == [span // s + 1 for span, s in zip(spans, strides)]:
+        pad_mode = 1
+    elif outs == [-(-span // s) + 1 for span, s in zip(spans, strides)]:
+        pad_mode = 0
+    else:
+        raise cx.unsupported(f"cannot reproduce the output size {outs} of this pooling in ncnn")
+    if pad_mode == 0 and include_pad and any(begins + ends):
+        raise cx.unsupported("ceil_mode with count_include_pad and pads is not supported for 1-D/3-D pooling")
+    params = {0: 0 if is_max else 1, 5: pad_mode,
+              **_geometry(POOL_IDS[rank], kernel=kernel, stride=strides, begin=begins, end=ends)}
+    if include_pad:
+        params[6] = 1
+    cx.add(f"Pooling{rank}D", [cx.logical_blob(node.input[0])], [node.output[0]], params)
