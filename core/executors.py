@@ -246,16 +246,17 @@ EXECUTORS = ("local", "dask")
 
 
 def make_executor(executor: Executor | str | Any | None = None, scheduler: str | None = None,
-                  threads: int = 1) -> Executor:
+                  threads: int = 1, shard_batches: int | None = None) -> Executor:
     """An executor from the user's words.
 
     ``executor``: an :class:`Executor`, a ``distributed.Client``, ``"local"`` (default) or
     ``"dask"``; ``scheduler`` is a Dask scheduler address (``tcp://host:8786``; implies ``"dask"``);
     ``"dask"`` without an address starts a cluster of ``threads`` worker processes on this machine.
+    ``shard_batches``: batches per Dask task (Dask only).
     """
     if isinstance(executor, Executor):
-        if scheduler:
-            raise NcnncError("scheduler= applies to executor=dask only")
+        if scheduler or shard_batches:
+            raise NcnncError("scheduler= and shard= are settings of executor=dask, given an executor object")
         return executor
     if executor is None:
         executor = "dask" if scheduler else "local"
@@ -264,14 +265,13 @@ def make_executor(executor: Executor | str | Any | None = None, scheduler: str |
         if name not in EXECUTORS:
             raise NcnncError(f"executor={executor}: unknown (one of {', '.join(EXECUTORS)})")
         if name == "local":
-            if scheduler:
-                raise NcnncError("scheduler= applies to executor=dask only")
+            if scheduler or shard_batches:
+                raise NcnncError("scheduler= and shard= apply to executor=dask only")
             return LocalExecutor(threads)
-        from ncnnc.core.dask_executor import DaskExecutor
+    from ncnnc.core.dask_executor import SHARD_BATCHES, DaskExecutor, is_client
 
-        return DaskExecutor(scheduler, local_workers=threads)
-    from ncnnc.core.dask_executor import DaskExecutor, is_client
-
+    if isinstance(executor, str):
+        return DaskExecutor(scheduler, local_workers=threads, shard_batches=shard_batches or SHARD_BATCHES)
     if is_client(executor):
-        return DaskExecutor(executor)
+        return DaskExecutor(executor, shard_batches=shard_batches or SHARD_BATCHES)
     raise NcnncError(f"executor={executor!r}: expected 'local', 'dask', a distributed.Client or an Executor")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
-            threads: int = 1, target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
+            threads: int = 1, executor: Any = None, scheduler: str | None = None,
+            target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
             log: Callable[[str], None] | None = None) -> CompileResult:
     """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.
@@ -126,6 +127,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     :class:`~ncnnc.core.backend.Target`) also generates native code with the LLVM backend:
     ``result.built``, and ``model.o`` + ``model.h`` (with ``emit_asm`` ``model.s``, with ``emit_llvm``
     ``model.ll``) written with the model, all or none.
+
+    ``executor``/``scheduler`` say where calibration runs, as for :func:`ncnnc.calibrate` (a
+    ``distributed.Client``, or ``"dask"`` and a scheduler address); the model is the same bytes.
     """
     from ncnnc.core.calibration import calibrate
     from ncnnc.core.optimize import optimize
@@ -168,7 +172,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         say(f"calibrating ({method}) ...")
         cal = calibrate(graph, lists=[calib] if isinstance(calib, (str, Path)) else [list(calib)],  # type: ignore
                         method=method, method_params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
-                        pixel=pixel, threads=threads, progress=progress)
+                        pixel=pixel, threads=threads, executor=executor, scheduler=scheduler, progress=progress)
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()

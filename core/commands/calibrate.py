@@ -7,6 +7,7 @@ import argparse
 from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
 from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.executors import EXECUTORS, make_executor
 
 NAME = "calibrate"
 HELP = "make an int8 calibration table (same as 'table', with --options)"
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--cache-mb", type=int, default=1024,
                         help="memory for activations kept between passes (the rest is recomputed)")
+    parser.add_argument("--executor", choices=EXECUTORS, default=None,
+                        help="where the work runs: local processes (default) or a Dask cluster")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
+    parser.add_argument("--shard-batches", type=int, default=None, metavar="N",
+                        help="batches per Dask task (default 4)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print absmax / threshold / scale per layer")
 
 
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                        method=args.method, method_params=params, mean=_per_input(args.mean, "--mean"),
                        norm=_per_input(args.norm, "--norm"), shape=_per_input(args.shape, "--shape", ints=True),
                        pixel=[p for v in args.pixel for p in v.split(",") if p], npy=args.npy,
-                       threads=args.threads, batch_size=args.batch_size, cache_mb=args.cache_mb, progress=True)
+                       threads=args.threads, batch_size=args.batch_size, cache_mb=args.cache_mb, progress=True,
+                       executor=make_executor(args.executor, args.scheduler, args.threads, args.shard_batches))
     if args.verbose:
         for rep in result.layers:
             absmax = f"{rep.absmax:<15f}" if rep.absmax is not None else f"{'-':<15}"

@@ -15,6 +15,7 @@ import argparse
 
 from ncnnc.core.calibration import DEFAULT_THREADS
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 
 NAME = "compile"
@@ -61,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "x86-64-v3, armv8, armv8.2-dotprod; `ncnnc plugins targets` lists them)")
     parser.add_argument("--emit-asm", action="store_true", help="with --target: also write model.s (assembly)")
     parser.add_argument("--emit-llvm", action="store_true", help="with --target: also write model.ll (LLVM IR)")
+    parser.add_argument("--executor", choices=EXECUTORS, default=None,
+                        help="where calibration runs: local processes (default) or a Dask cluster")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
@@ -144,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
                      method_params=method_params,
                      fp32_layers=parse_layer_list(args.fp32_layers), auto_mixed_precision=args.auto_mixed_precision,
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
+                     executor=make_executor(args.executor, args.scheduler, threads) if args.int8 else None,
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
                      out_dir=args.output, progress=True)
     print(f"ncnnc compile: {paths[0]}")

@@ -4,7 +4,9 @@
 shape=[227,227,3] pixel=BGR thread=2 method=kl`` -- the keys of ncnn2table (``mean``, ``norm``,
 ``shape``, ``pixel``, ``thread``, ``method``, ``type=1`` for ``.npy`` inputs; one bracketed array or
 pixel type per model input, comma separated), plus ``batch=N``, ``cache=MB`` and the chosen
-method's own parameters (``method=percentile percentile=99.9``).
+method's own parameters (``method=percentile percentile=99.9``).  ``executor=dask
+scheduler=tcp://HOST:8786`` runs the work on a Dask cluster (``shard=N`` batches per task); the
+table is the same bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 
 from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.executors import make_executor
 
 NAME = "table"
 HELP = "make an int8 calibration table (ncnn2table's arguments)"
@@ -23,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs="+", metavar="ARG",
                         help="IN.param IN.bin LIST[,LIST...] OUT.table, then key=value: mean=[..] norm=[..] "
                              "shape=[w,h,c] pixel=RAW/RGB/BGR/GRAY/RGBA/BGRA thread=N method=NAME type=0/1 "
-                             "batch=N cache=MB and the method's parameters")
+                             "batch=N cache=MB executor=local/dask scheduler=ADDRESS shard=N and the method's "
+                             "parameters")
 
 
 def parse_float_lists(value: str, key: str) -> list[list[float]]:
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise NcnncError("usage: ncnnc table IN.param IN.bin LIST[,LIST...] OUT.table [key=value ...]")
     param, binf, lists, out = positional
     kw: dict = {"method": "kl", "threads": DEFAULT_THREADS}
+    where: dict = {}
     method_params: dict[str, str] = {}
     for item in options:
         key, value = item.split("=", 1)
@@ -87,9 +92,14 @@ def run(args: argparse.Namespace) -> int:
             kw["batch_size"] = parse_int(value, key, 1)
         elif key == "cache":
             kw["cache_mb"] = parse_int(value, key, 0)
+        elif key in ("executor", "scheduler"):
+            where[key] = value
+        elif key == "shard":
+            where["shard_batches"] = parse_int(value, key, 1)
         else:
             method_params[key] = value
+    executor = make_executor(where.get("executor"), where.get("scheduler"), kw["threads"], where.get("shard_batches"))
     result = calibrate(param, binf, [p for p in lists.split(",") if p], out, method_params=method_params,
-                       progress=True, **kw)
+                       progress=True, executor=executor, **kw)
     print(f"{result.summary()}; wrote {out}")
     return 0
