@@ -23,7 +23,7 @@ def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     """Convert an ONNX model file; ``shape`` (ncnn ``w,h,c``, e.g. ``"[227,227,3]"``) fixes a dynamic input."""
     # imported here, not at module level: the onnx package costs a fifth of a second to import, and
     # every ncnnc command loads this plugin to list it
-    from ncnnc.frontends import onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
+    from ncnnc.frontends import onnx_ops_gather, onnx_ops_math, onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
     from ncnnc.frontends.onnx_batch import fold_at_batch_one, note_batch
     from ncnnc.frontends.onnx_convert import Converter
     from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model

@@ -33,13 +33,13 @@ PER_ITEM = frozenset({
     "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "Reciprocal", "Relu",
     "Reshape", "Resize", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign",
     "SpaceToDepth", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Unsqueeze",
-    "Upsample", "Where", "Xor", "Concat", "Split",
+    "Upsample", "Where", "Xor",
 })
 """Operators that compute each batch item from that item alone (given the shape check above)."""
 
 AXIS_DEFAULTS = {"Softmax": -1, "LogSoftmax": -1, "Hardmax": -1, "ArgMax": 0, "ArgMin": 0, "TopK": -1,
                  "Gather": 0, "GatherElements": 0, "LayerNormalization": -1, "LpNormalization": -1,
-                 "Compress": None}
+                 "Compress": None, "Concat": None, "Split": 0, "CumSum": None}
 """Operators working along one ``axis`` attribute (its default): per item when the axis is not 0."""
 
 REDUCTIONS = frozenset({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",

@@ -98,14 +98,17 @@ class Converter:
         return shape  # type: ignore[return-value]
 
     def logical(self, name: str) -> tuple[int, ...]:
-        """The ncnn shape of an activation: its ONNX shape without the batch dim (which must be 1)."""
+        """The ncnn shape of an activation: its ONNX shape without the batch dim (which must be 1).
+
+        A tensor of shape ``(1,)`` (only the batch axis) is the one-element blob ``(1,)``.
+        """
         shape = self.shape(name)
         if not shape or shape[0] != 1:
             raise self.unsupported(f"tensor {name!r} has shape {list(shape)}: only NCHW tensors with batch 1 "
                                    "map onto ncnn blobs")
         if len(shape) > 5:
             raise self.unsupported(f"tensor {name!r} has rank {len(shape)}: ncnn blobs have at most 4 dims")
-        return shape[1:]
+        return shape[1:] or (1,)  # a tensor with only the batch axis: one value per item
 
     def axis(self, axis: int, rank: int) -> int:
         """An ONNX axis of a rank-``rank`` tensor as an ncnn axis (an error for the batch axis)."""

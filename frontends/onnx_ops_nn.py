@@ -195,14 +195,20 @@ def leaky_relu(cx: Converter, node: onnx.NodeProto) -> None:
 
 @mapper("PRelu")
 def prelu(cx: Converter, node: onnx.NodeProto) -> None:
-    """PRelu with a per-channel or single slope -> PReLU."""
+    """PRelu with a per-channel or single slope -> PReLU.
+
+    A 1-D slope of the channel count that cannot broadcast along the last axis is per channel: the
+    meaning of PRelu before opset 7, which ``onnx.version_converter`` keeps as it is.
+    """
     slope = cx.input_const(node, 1)
     if slope is None:
         raise cx.unsupported("PRelu needs a constant slope")
-    rank = len(cx.shape(node.input[0]))
+    shape = cx.shape(node.input[0])
+    rank = len(shape)
     padded = (1,) * (rank - slope.ndim) + tuple(slope.shape)
     flat = slope.reshape(-1)
-    if flat.size != 1 and not (rank >= 2 and padded[1] == flat.size):
+    legacy = slope.ndim == 1 and rank >= 3 and flat.size == shape[1] != shape[-1]
+    if flat.size != 1 and not legacy and not (rank >= 2 and padded[1] == flat.size):
         raise cx.unsupported(f"PRelu slope of shape {list(slope.shape)} is neither single nor per channel")
     _unary(cx, node, "PReLU", {0: int(flat.size)}, {"slope": flat})
 

@@ -8,8 +8,8 @@ import onnx
 from ncnnc.frontends.onnx_convert import Converter, mapper, reshape_params
 
 BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
-REVERSED_OPS = {0: 0, 1: 7, 2: 2, 3: 8}
-"""ncnn BinaryOp op_type with the operands swapped (Sub -> rsub, Div -> rdiv)."""
+REVERSED_OPS = {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 5, 6: 9}
+"""ncnn BinaryOp op_type with the operands swapped (Sub -> rsub, Div -> rdiv, Pow -> rpow)."""
 
 PERMUTE_ORDER = {
     (0, 1): 0, (1, 0): 1,
@@ -34,15 +34,17 @@ def binary(cx: Converter, node: onnx.NodeProto) -> None:
     Both operands are brought to the output's rank (numpy broadcasting, leading 1s) so that ncnn's
     same-rank broadcasting applies.
     """
-    op = BINARY_OPS[node.op_type]
-    a, b = node.input[0], node.input[1]
+    binary_op(cx, node.input[0], node.input[1], node.output[0], BINARY_OPS[node.op_type])
+
+
+def binary_op(cx: Converter, a: str, b: str, out: str, op: int) -> None:
+    """``out = a op b`` as one BinaryOp (ncnn ``0=op_type``), broadcasting as ONNX does."""
     ca, cb = cx.const(a), cx.const(b)
-    out = node.output[0]
     if cb is not None and cb.size == 1:
         blob = cx.blob(a)
         cx.add("BinaryOp", [blob], [out], {0: op, 1: 1, 2: float(cb.reshape(-1)[0])}, shapes=[cx.nshape[blob]])
         return
-    if ca is not None and ca.size == 1:
+    if ca is not None and ca.size == 1 and op in REVERSED_OPS:
         blob = cx.blob(b)
         cx.add("BinaryOp", [blob], [out], {0: REVERSED_OPS[op], 1: 1, 2: float(ca.reshape(-1)[0])},
                shapes=[cx.nshape[blob]])
@@ -54,10 +56,11 @@ def binary(cx: Converter, node: onnx.NodeProto) -> None:
         padded = (1,) * (len(out_shape) + 1 - len(shape)) + tuple(shape)
         if padded[0] != 1:
             raise cx.unsupported(f"operand {name!r} of shape {list(shape)} broadcasts over the batch axis")
+        target = padded[1:] or (1,)
         if value is not None:
-            blobs.append(cx.const_blob(name, value.reshape(padded[1:])))
+            blobs.append(cx.const_blob(name, value.reshape(target)))
         else:
-            blobs.append(cx.blob_as(name, padded[1:]))
+            blobs.append(cx.blob_as(name, target))
     cx.add("BinaryOp", blobs, [out], {0: op})
 
 
@@ -258,9 +261,14 @@ def softmax(cx: Converter, node: onnx.NodeProto) -> None:
     cx.add("Softmax", [cx.logical_blob(node.input[0])], [node.output[0]], {0: cx.axis(a, rank), 1: 1})
 
 
-@mapper("ReduceMean")
-def reduce_mean(cx: Converter, node: onnx.NodeProto) -> None:
-    """ReduceMean over non-batch axes -> Reduction (mean, axes without batch)."""
+REDUCE_OPS = {"ReduceSum": 0, "ReduceSumSquare": 2, "ReduceMean": 3, "ReduceMax": 4, "ReduceMin": 5,
+              "ReduceProd": 6, "ReduceL1": 7, "ReduceL2": 8, "ReduceLogSum": 9, "ReduceLogSumExp": 10}
+"""ONNX reduction -> ncnn Reduction ``0=operation``."""
+
+
+@mapper(*REDUCE_OPS)
+def reduce(cx: Converter, node: onnx.NodeProto) -> None:
+    """ReduceSum/Mean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare over non-batch axes -> Reduction."""
     shape = cx.shape(node.input[0])
     rank = len(shape)
     attrs = cx.attrs(node)
@@ -276,6 +284,6 @@ def reduce_mean(cx: Converter, node: onnx.NodeProto) -> None:
         if keepdims:
             norm.remove(0)
         else:
-            raise cx.unsupported("ReduceMean over the batch axis without keepdims is not supported")
-    params = {0: 3, 1: 0, 3: [a - 1 for a in norm], 4: keepdims, 5: 1}
+            raise cx.unsupported(f"{node.op_type} over the batch axis without keepdims is not supported")
+    params = {0: REDUCE_OPS[node.op_type], 1: 0, 3: [a - 1 for a in norm], 4: keepdims, 5: 1}
     cx.add("Reduction", [cx.logical_blob(node.input[0])], [node.output[0]], params)

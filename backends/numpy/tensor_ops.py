@@ -1,4 +1,4 @@
-"""Tile, MatMul, PixelShuffle, GLU and the activations Softplus, Shrink, CELU, Erf (fp32).
+"""Tile, MatMul, PixelShuffle, GLU, Embed and the activations Softplus, Shrink, CELU, Erf (fp32).
 
 Inputs are batched: a leading ``N`` axis before the blob's numpy-order shape.
 """
@@ -11,6 +11,7 @@ import numpy as np
 
 from ncnnc.backends.numpy.common import np_axis, sigmoid
 from ncnnc.backends.numpy.registry import Op, register_op
+from ncnnc.core.ir import Layer
 
 f32 = np.float32
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -76,6 +77,23 @@ class GLU(Op):
         """The blob with its axis halved."""
         a, b = np.split(x, 2, axis=np_axis(self.p["axis"], x.ndim - 1))
         return (a * sigmoid(b)).astype(f32, copy=False)
+
+
+@register_op("Embed")
+class Embed(Op):
+    """Row lookup: each element of the 1-D input, read as an int32 (as ncnn reads it) and clamped to
+    ``[0, input_dim)``, picks a row of the ``(input_dim, num_output)`` table, plus the bias."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        self.table = layer.weights["weight"].data.astype(f32).reshape(self.p["input_dim"], self.p["num_output"])
+        self.bias = layer.weights["bias"].data.astype(f32) if self.p["bias_term"] else None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``(N, words) -> (N, words, num_output)``."""
+        ids = np.ascontiguousarray(x, dtype=f32).reshape(x.shape[0], -1).view(np.int32)
+        out = self.table[np.clip(ids, 0, self.p["input_dim"] - 1)]
+        return out + self.bias if self.bias is not None else out
 
 
 @register_op("Softplus")

@@ -4,7 +4,7 @@ ncnn runtime, and classify each outcome.
 A case is ``model.onnx`` plus ``test_data_set_0/{input,output}_*.pb``.  The outcomes:
 
 - ``match``: converted, ran, and every output equals the expected one's first batch item within
-  1e-3 of that output's largest magnitude;
+  1e-3 of that output's largest magnitude (NaN where, and only where, the expected value is NaN);
 - ``refused``: ``ncnnc convert`` exited with status 2 and one line on stderr (the reason);
 - ``wrong``: converted and ran, but an output differs (or has another size);
 - ``crash``: the ncnn runtime could not load or run the model, or took the process down;
@@ -66,6 +66,16 @@ def _read_tensors(folder: Path, prefix: str) -> list:
     return arrays
 
 
+def _as_blob(x):
+    """An input as the ncnn runtime takes it: float32, or integer indices as int32 data (ncnn's Embed
+    reads its input blob as int32)."""
+    import numpy as np
+
+    if np.issubdtype(x.dtype, np.integer):
+        return np.ascontiguousarray(x, dtype=np.int32).view(np.float32)
+    return np.asarray(x, dtype=np.float32)
+
+
 def run_case(case: Path) -> Outcome:
     """Convert one case with the CLI, run it in the real runtime, compare (runs in this process)."""
     import numpy as np
@@ -96,7 +106,7 @@ def run_case(case: Path) -> Outcome:
         output_names = [vi.name for vi in model.graph.output]
         data = case / "test_data_set_0"
         inputs, expected = _read_tensors(data, "input"), _read_tensors(data, "output")
-        feeds = {n: np.asarray(x[0] if x.ndim else x, dtype=np.float32) for n, x in zip(input_names, inputs)}
+        feeds = {n: _as_blob(x[0] if x.ndim else x) for n, x in zip(input_names, inputs)}
         try:
             got = RuntimeNet(param, binf).run(feeds, output_names)
         except NcnncError as e:
@@ -107,8 +117,12 @@ def run_case(case: Path) -> Outcome:
             first = want[0] if want.ndim and want[0].size == have.size else want
             if first.size != have.size:
                 return Outcome(name, "wrong", f"output {oname}: {have.size} values, expected {list(first.shape)}")
-            bound = TOLERANCE * max(float(np.abs(first).max(initial=0.0)), 1e-6)
-            diff = float(np.abs(first.reshape(-1) - have).max(initial=0.0))
+            want_flat = first.reshape(-1)
+            if not np.array_equal(np.isnan(want_flat), np.isnan(have)):
+                return Outcome(name, "wrong", f"output {oname}: NaN where the expected value is not, or not NaN")
+            finite = ~np.isnan(want_flat)
+            bound = TOLERANCE * max(float(np.abs(want_flat[finite]).max(initial=0.0)), 1e-6)
+            diff = float(np.abs(want_flat[finite] - have[finite]).max(initial=0.0))
             if not diff <= bound:
                 return Outcome(name, "wrong", f"output {oname}: max difference {diff:.3g} > {bound:.3g}")
         return Outcome(name, "match", "; ".join(lines))
