@@ -50,6 +50,16 @@ class EvalResult:
     agreement: float = 0.0
     max_output_diff: float = 0.0
     layer_cosine: list[tuple[str, float]] = field(default_factory=list)
+    weight_only: list[str] = field(default_factory=list)
+    kept_fp32: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The result as plain JSON-ready data (``ncnnc eval --json``); fractions in [0, 1]."""
+        return {"images": self.images, "backend": self.backend, "top1": self.top1, "top5": self.top5,
+                "agreement": self.agreement, "max_output_diff": self.max_output_diff,
+                "quantized_layers": len(self.layer_cosine), "weight_only_layers": self.weight_only,
+                "kept_fp32": self.kept_fp32,
+                "layer_cosine": [{"layer": name, "cosine": cos} for name, cos in self.layer_cosine]}
 
     def summary(self, worst: int = 10) -> str:
         """A short report: accuracy table, agreement, the worst layers."""
@@ -60,6 +70,7 @@ class EvalResult:
                 lines.append(f"  {name:<6} {100 * self.top1[name]:6.1f}% {100 * self.top5[name]:6.1f}%")
         lines.append(f"  top-1 agreement fp32 vs int8: {100 * self.agreement:.1f}%   "
                      f"largest output difference: {self.max_output_diff:.4g}")
+        lines.append(f"  {quantized_count_line(len(self.layer_cosine), len(self.weight_only), len(self.kept_fp32))}")
         if self.layer_cosine:
             shown = min(worst, len(self.layer_cosine))
             lines.append(f"  quantized layers, cosine similarity fp32 vs int8 (worst {shown} "
@@ -68,12 +79,33 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _quantized_outputs(graph: Graph) -> dict[str, float]:
-    """``blob -> divisor`` for the output of every int8 layer (its output scale if it requantizes)."""
-    result = {}
+def quantized_count_line(int8: int, weight_only: int, kept_fp32: int) -> str:
+    """How many layers are int8, weight-only int8 and fp32: the one wording compile and eval print."""
+    return f"quantized layers: int8 {int8}, weight-only int8 {weight_only}, kept fp32 {kept_fp32}"
+
+
+def int8_layers(graph: Graph) -> tuple[list[str], list[str], list[str]]:
+    """The layers of a quantized graph as ``compile`` counts them: int8 (table-quantized Convolution,
+    ConvolutionDepthWise, InnerProduct), weight-only int8 (RNN, Gemm ...), and quantizable layers kept fp32."""
+    from ncnnc.plugins.quantizer import DYNAMIC_TYPES, STATIC_TYPES
+
+    static, dynamic, fp32 = [], [], []
     for layer in graph.layers:
         schema = layer.params.schema
-        if not schema or "int8_scale_term" not in schema.by_name or not layer.p("int8_scale_term"):
+        term = layer.p("int8_scale_term") if schema and "int8_scale_term" in schema.by_name else 0
+        if layer.type in STATIC_TYPES and "weight" in layer.weights:
+            (static if term else fp32).append(layer.name)
+        elif layer.type in DYNAMIC_TYPES and term:
+            dynamic.append(layer.name)
+    return static, dynamic, fp32
+
+
+def _quantized_outputs(graph: Graph) -> dict[str, float]:
+    """``blob -> divisor`` for the output of every int8 layer (its output scale if it requantizes)."""
+    static = set(int8_layers(graph)[0])
+    result = {}
+    for layer in graph.layers:
+        if layer.name not in static:
             continue
         top = layer.weights.get("top_int8_scales")
         result[layer.outputs[0]] = float(top.data.ravel()[0]) if top is not None and layer.p(8) > 100 else 1.0
@@ -87,7 +119,7 @@ class _Runner:
     once per set of blobs.
     """
 
-    def __init__(self, param: Path, binf: Path, graph: Graph, backend: str) -> None:
+    def __init__(self, param: Path | None, binf: Path | None, graph: Graph, backend: str) -> None:
         self.backend = backend
         self.graph = graph
         self.compiled: dict[tuple[str, ...], object] = {}
@@ -96,6 +128,8 @@ class _Runner:
         elif backend == "ncnn":
             from ncnnc.backends.ncnn_runtime import RuntimeNet
 
+            if param is None or binf is None:
+                raise NcnncError("the ncnn backend runs model files: give .param/.bin paths, or use backend numpy")
             self.net = RuntimeNet(param, binf)
         elif backend == "numpy":
             from ncnnc.backends.numpy.interpreter import Interpreter
@@ -129,30 +163,38 @@ class _Runner:
         return {b: np.stack([p[b] for p in per]) for b in blobs}
 
 
-def evaluate(fp32: tuple[str | Path, str | Path], int8: tuple[str | Path, str | Path],
+def _graph_and_files(model: Graph | tuple[str | Path, str | Path]) -> tuple[Graph, Path | None, Path | None]:
+    if isinstance(model, Graph):
+        return model, None, None
+    from ncnnc.frontends.ncnn import load
+
+    return load(*model), Path(model[0]), Path(model[1])
+
+
+def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[str | Path, str | Path],
              images: str | Path | Sequence[str | Path], *, labels: str | Path | None = None,
              mean: Sequence[float] = (), norm: Sequence[float] = (), shape: Sequence[int] = (),
              pixel: str = "BGR", backend: str = "ncnn", batch_size: int = 8, limit: int | None = None,
              progress: bool = False) -> EvalResult:
-    """Evaluate ``int8`` against ``fp32`` (each ``(param, bin)``) on ``images`` (list file, directory or paths)."""
+    """Evaluate ``int8`` against ``fp32`` (each ``(param, bin)`` or a graph) on ``images`` (list file,
+    directory or paths).  Graphs run with the numpy or llvm backend (the ncnn runtime reads files)."""
     from tqdm import tqdm
 
     from ncnnc.core.calibration import batches, input_specs, load_batch
-    from ncnnc.frontends.ncnn import load
 
-    g32, g8 = load(*fp32), load(*int8)
+    (g32, p32, b32), (g8, p8, b8) = _graph_and_files(fp32), _graph_and_files(int8)
     if g32.outputs != g8.outputs or g32.inputs != g8.inputs:
         raise NcnncError(f"the models differ: inputs {g32.inputs} / {g8.inputs}, outputs {g32.outputs} / {g8.outputs}",
-                         str(int8[0]))
+                         str(p8 or "<graph>"))
     specs = input_specs(g32, [images if isinstance(images, (str, Path)) else list(images)],
                         mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
                         shape=[list(shape)] if shape else [], pixel=[pixel])
     paths = specs[0].paths[:limit] if limit else specs[0].paths
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
     outputs = g32.outputs
-    layers = {b: d for b, d in _quantized_outputs(g8).items() if b not in outputs}
-    want = outputs + list(layers)
-    r32, r8 = _Runner(Path(fp32[0]), Path(fp32[1]), g32, backend), _Runner(Path(int8[0]), Path(int8[1]), g8, backend)
+    layers = _quantized_outputs(g8)
+    want = outputs + [b for b in layers if b not in outputs]
+    r32, r8 = _Runner(p32, b32, g32, backend), _Runner(p8, b8, g8, backend)
     out32, out8, cos_sum = [], [], dict.fromkeys(layers, 0.0)
     with tqdm(total=len(paths), desc="eval", unit="img", disable=not progress) as bar:
         for indices in batches(specs, batch_size, len(paths)):
@@ -172,6 +214,7 @@ def evaluate(fp32: tuple[str | Path, str | Path], int8: tuple[str | Path, str | 
     result.max_output_diff = float(np.abs(y32 - y8).max())
     producers = {layer.outputs[0]: layer.name for layer in g8.layers if layer.outputs}
     result.layer_cosine = sorted(((producers[b], s / len(paths)) for b, s in cos_sum.items()), key=lambda t: t[1])
+    _, result.weight_only, result.kept_fp32 = int8_layers(g8)
     if classes is not None:
         truth = np.array(classes)
         for name, y in (("fp32", y32), ("int8", y8)):

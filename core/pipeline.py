@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 OUTPUT_NAMES = ("model.param", "model.bin", "model.table")
 
+REPORT_IMAGES = 16
+"""Calibration images the compile report measures activations and per-layer cosine on."""
+
 
 @dataclass
 class CompileResult:
@@ -113,7 +116,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
-            log: Callable[[str], None] | None = None) -> CompileResult:
+            log: Callable[[str], None] | None = None, report_html: str | Path | None = None) -> CompileResult:
     """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.
 
     ``calib`` (a list file, a directory, or image paths) and the preprocessing (``mean``, ``norm``,
@@ -128,10 +131,15 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``result.built``, and ``model.o`` + ``model.h`` (with ``emit_asm`` ``model.s``, with ``emit_llvm``
     ``model.ll``) written with the model, all or none.
 
+    ``report_html`` (a path) also writes the quantization report (HTML with charts, needs ``ncnnc[report]``):
+    activations, thresholds and per-layer cosine measured on the first ``REPORT_IMAGES`` calibration
+    images with the numpy backend, and why layers stayed fp32.
+
     ``executor``/``scheduler`` say where calibration runs, as for :func:`ncnnc.calibrate` (a
     ``distributed.Client``, or ``"dask"`` and a scheduler address); the model is the same bytes.
     """
     from ncnnc.core.calibration import calibrate
+    from ncnnc.core.evaluate import quantized_count_line
     from ncnnc.core.optimize import optimize
     from ncnnc.plugins.quantizer import check_fp32_model, quantize
 
@@ -139,6 +147,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     fp32_layers = list(fp32_layers)
     if int8 and calib is None:
         raise NcnncError("--int8 needs calibration images (--calib LIST_OR_DIR)")
+    if report_html is not None and not int8:
+        raise NcnncError("--report describes quantization: it needs --int8")
     if int8:  # the method, its parameters and the images are checked before any work starts
         from ncnnc.core.calibration import find_calibrator, read_list
 
@@ -189,9 +199,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         result.quantize_report = quantized.report
         result.stages["quantize"] = time.perf_counter() - t
         report = quantized.report
-        result.notes["quantize"] = (f"int8 {len(report.quantized)} layers (requantize fusion on "
-                                    f"{len(report.requantized)}), weight-only int8 {len(report.dynamic)}, "
-                                    f"kept fp32 {len(report.kept_fp32)}"
+        result.notes["quantize"] = (quantized_count_line(len(report.quantized), len(report.dynamic),
+                                                         len(report.kept_fp32))
+                                    + f" (requantize fusion on {len(report.requantized)})"
                                     + "".join(f"\n{'':28}fp32 {n}: {why}" for n, why in report.kept_fp32.items()))
     else:
         from ncnnc.backends.ncnn_writer import convert_storage
@@ -210,8 +220,34 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         result.stages["codegen"] = time.perf_counter() - t
     if out_dir is not None:
         result.written = _write(Path(out_dir), param_text(out_graph), data, table, extra)
+    if report_html is not None:
+        t = time.perf_counter()
+        say("writing the report ...")
+        result.written.append(_report(graph, result, calib, mean, norm, shape, pixel, method, threads, report_html))
+        result.stages["report"] = time.perf_counter() - t
     result.stages["total"] = time.perf_counter() - start
     return result
+
+
+def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel, method: str, threads: int,
+            path: str | Path) -> Path:
+    """The quantization report of a compile, on the first ``REPORT_IMAGES`` calibration images."""
+    from ncnnc.core.calibration import input_specs
+    from ncnnc.core.evaluate import evaluate
+    from ncnnc.core.report import quantization_report
+    from ncnnc.core.report_html import write_html
+
+    images = calib if isinstance(calib, (str, Path)) else list(calib)
+    specs = input_specs(fp32, [images], mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
+                        shape=[list(shape)] if shape else [], pixel=[pixel])
+    evaluation = evaluate(fp32, result.graph, images, mean=mean, norm=norm, shape=shape, pixel=pixel,
+                          backend="numpy", limit=REPORT_IMAGES)
+    reasons = result.quantize_report.kept_fp32 if result.quantize_report else {}
+    data = quantization_report(fp32, result.graph, specs, evaluation,
+                               title=f"ncnnc compile report: {result.notes['load']}",
+                               fp32_bytes=result.fp32_bytes, int8_bytes=result.out_bytes, method=method,
+                               reasons=reasons, threads=threads, limit=REPORT_IMAGES)
+    return write_html(data, path)
 
 
 def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,

@@ -4,8 +4,10 @@ Exporters compute padding amounts, flatten sizes and reshape targets with small 
 (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``, ``ConstantOfShape``, ``Range`` ...).
 With the input shapes fixed, ``onnx.shape_inference`` gives every tensor a static shape, a
 ``Shape``/``Size`` node becomes a constant, and any node whose inputs are all constants is
-evaluated once with ONNX's reference implementation of that operator (at the model's opset).
-Rounds repeat until nothing changes; nodes that no longer feed a graph output are dropped.
+evaluated once with ONNX's reference implementation of that operator (at the model's opset),
+``onnx.reference.ReferenceEvaluator``, so folding has the reference semantics of every operator.
+Rounds repeat until nothing changes; nodes that no longer feed a graph output are dropped.  A
+folded constant may hold at most :data:`MAX_FOLDED_ELEMENTS` elements.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ncnnc.core.errors import ModelFormatError
+from ncnnc.core.errors import ModelFormatError, UnsupportedError
 
 NOT_FOLDABLE = frozenset({
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
@@ -25,6 +27,11 @@ NOT_FOLDABLE = frozenset({
 """Operators whose output is not a function of their inputs."""
 
 MAX_ROUNDS = 16
+
+MAX_FOLDED_ELEMENTS = 1 << 24
+"""The largest constant folding may create: 16 Mi elements (64 MiB of float32).  A node whose folded
+output would be larger is refused rather than evaluated (a crafted ``ConstantOfShape`` or ``Expand``
+must not exhaust memory); real weights come from initializers and are not counted."""
 
 Shape = tuple[int | None, ...]
 
@@ -103,7 +110,20 @@ def _try_fold(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[
         return [np.array(shape[slice(start, end)], dtype=np.int64)]
     if not all(name in consts for name in node.input if name):
         return None
-    return evaluate(node, consts, model, path, index)
+    for out in node.output:
+        shape = shapes.get(out)
+        if shape is not None and None not in shape:
+            _check_fold_size(node, index, out, int(np.prod(shape, dtype=np.int64)), path)
+    values = evaluate(node, consts, model, path, index)
+    for out, value in zip(node.output, values):
+        _check_fold_size(node, index, out, int(value.size), path)
+    return values
+
+
+def _check_fold_size(node: onnx.NodeProto, index: int, name: str, size: int, path: str) -> None:
+    if size > MAX_FOLDED_ELEMENTS:
+        raise UnsupportedError(f"folding this constant node would create {name!r} of {size} elements, more than "
+                               f"the folding limit of {MAX_FOLDED_ELEMENTS}", path, node_label(node, index))
 
 
 def evaluate(node: onnx.NodeProto, consts: dict[str, np.ndarray], model: onnx.ModelProto, path: str,

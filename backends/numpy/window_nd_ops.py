@@ -92,17 +92,16 @@ class _PoolND(Op):
         axes = pool_axes(self.layer, x.shape[2:])
         outs = [a.out(s) for a, s in zip(axes, x.shape[2:])]
         xp = _pad(x, axes, -FLT_MAX if is_max else 0.0)
-        taps = _taps(xp, axes, outs)
         if is_max:
-            return np.maximum.reduce(taps)
-        total = np.add.reduce(taps, dtype=f32)
+            return np.maximum.reduce(_taps(xp, axes, outs))
         if p["avgpool_count_include_pad"]:
-            return total / f32(len(taps))
-        # ncnn counts [pad param before, padded size - pad param after - tail) along each axis: the input
-        # itself for explicit pads, the SAME padding too when the pad params are 0
+            return np.add.reduce(_taps(xp, axes, outs), dtype=f32) / f32(np.prod([a.kernel for a in axes]))
+        # ncnn sums and counts [pad param before, padded size - pad param after - tail) along each axis:
+        # the input itself for explicit pads, but not for SAME padding with pad params given
         inside = np.zeros(xp.shape[2:], f32)
         params = [[p[k] for k in PADS[name]] for name in AXES[len(axes)]]
         inside[tuple(slice(lo, size - hi - a.tail) for (lo, hi), a, size in zip(params, axes, xp.shape[2:]))] = 1.0
+        total = np.add.reduce(_taps(xp * inside, axes, outs), dtype=f32)
         count = np.add.reduce(_taps(inside[None, None], axes, outs))
         with np.errstate(invalid="ignore", divide="ignore"):
             return total / count

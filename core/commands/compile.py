@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where calibration runs: local processes (default) or a Dask cluster")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
+    parser.add_argument("--report", metavar="REPORT.html",
+                        help="with --int8: also write a quantization report with charts (needs ncnnc[report])")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         int8_only = [flag for flag, given in (
             ("--calib", args.calib), ("--auto-mixed-precision", args.auto_mixed_precision),
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
-            ("--amp-images", args.amp_images != 16), ("method=", "method" in options),
+            ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
             verb = "apply" if len(int8_only) > 1 else "applies"
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
                      executor=make_executor(args.executor, args.scheduler, threads) if args.int8 else None,
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
-                     out_dir=args.output, progress=True)
+                     out_dir=args.output, progress=True, report_html=args.report)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())
     return 0

@@ -9,6 +9,8 @@ mean=[104,117,123] shape=[227,227,3] [--backend ncnn|numpy|llvm]``
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 NAME = "eval"
 HELP = "compare an fp32 model and its int8 version on images: top-1/top-5, agreement, per-layer cosine"
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "code (llvm, host JIT)")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
     parser.add_argument("--worst", type=int, default=10, metavar="N", help="how many layers to list (default 10)")
+    parser.add_argument("--report", metavar="REPORT.html",
+                        help="also write a quantization report with charts (needs ncnnc[report])")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of the summary")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,5 +55,29 @@ def run(args: argparse.Namespace) -> int:
                       shape=[int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options
                       else (), pixel=options.get("pixel", "BGR"), backend=args.backend, limit=args.limit,
                       progress=True)
-    print(result.summary(args.worst))
+    if args.report:
+        write_eval_report(args, result, options)
+    print(json.dumps(result.to_dict(), indent=1) if args.json else result.summary(args.worst))
     return 0
+
+
+def write_eval_report(args: argparse.Namespace, result, options: dict[str, str]) -> None:
+    """The HTML report of an evaluation: activation statistics of the fp32 model over the same images."""
+    from pathlib import Path
+
+    from ncnnc.core.calibration import input_specs
+    from ncnnc.core.commands.compile import parse_number_list
+    from ncnnc.core.report import quantization_report
+    from ncnnc.core.report_html import write_html
+    from ncnnc.frontends.ncnn import load
+
+    g32, g8 = load(args.fp32_param, args.fp32_bin), load(args.int8_param, args.int8_bin)
+    specs = input_specs(g32, [args.images], **{k: [parse_number_list(k, options[k])] for k in ("mean", "norm")
+                                               if k in options},
+                        shape=[[int(v) for v in parse_number_list("shape", options["shape"])]] if "shape" in options
+                        else [], pixel=[options.get("pixel", "BGR")])
+    report = quantization_report(g32, g8, specs, result, title=f"ncnnc quantization report: {args.int8_param}",
+                                 fp32_bytes=Path(args.fp32_bin).stat().st_size,
+                                 int8_bytes=Path(args.int8_bin).stat().st_size, limit=args.limit)
+    write_html(report, args.report)
+    print(f"wrote {args.report}", file=sys.stderr)
