@@ -71,7 +71,8 @@ class RuntimeNet:
             ret, mat = ex.extract(name)
             if ret != 0:
                 raise NcnncError(f"the ncnn runtime could not extract blob {name!r}")
-            result[name] = np.array(mat, dtype=np.float32, copy=True)
+            # an empty blob (a detection layer that found nothing) has no buffer numpy could read
+            result[name] = np.zeros((0,), np.float32) if mat.empty() else np.array(mat, dtype=np.float32, copy=True)
         del keep
         return result
 

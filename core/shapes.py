@@ -10,6 +10,7 @@ import itertools
 import math
 from collections.abc import Callable
 
+from ncnnc.core import shape_expr
 from ncnnc.core.errors import GraphError, UnsupportedError
 from ncnnc.core.ir import Graph, Layer
 
@@ -74,7 +75,7 @@ def _padded(layer: Layer, h: int, w: int, kh: int, kw: int, dh: int, dw: int, sh
 @shape_rule("Input")
 def _input(layer: Layer, ins: list[Shape]) -> list[Shape]:
     w, h, d, c = layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
-    dims = [x for x in (c, d, h, w) if x]
+    dims = [x for x in (c, d, h, w) if x and x != -233]
     if not dims:
         raise GraphError("input shape unknown: give it (e.g. shape=[227,227,3])", where=f"layer {layer.name}")
     return [tuple(dims)]
@@ -260,13 +261,21 @@ def _crop(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [tuple(shape)]
 
 
+def reshape_target(layer: Layer, ins: list[Shape]) -> tuple[int, int, int, int]:
+    """Reshape's ``(w, h, d, c)`` targets (-233: no such axis), from ``6=`` shape expression if given."""
+    if 6 not in layer.params:
+        return layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
+    out = shape_expr.evaluate(str(layer.params[6]), ins, where=f"layer {layer.name}")
+    if not 1 <= len(out) <= 4:
+        raise GraphError(f"shape expression {layer.params[6]!r} gives {len(out)} sizes", where=f"layer {layer.name}")
+    w, h, d, c = (out + [-233] * 3)[:4] if len(out) != 3 else (out[0], out[1], -233, out[2])
+    return w, h, d, c
+
+
 @shape_rule("Reshape")
 def _reshape(layer: Layer, ins: list[Shape]) -> list[Shape]:
-    if 6 in layer.params:
-        raise UnsupportedError(f"Reshape with a shape expression (6=\"{layer.p(6)}\") is not supported",
-                               where=f"layer {layer.name}")
     total = math.prod(ins[0])
-    w, h, d, c = layer.p("w"), layer.p("h"), layer.p("d"), layer.p("c")
+    w, h, d, c = reshape_target(layer, ins)
     if h == -233:
         dims = [w]
     elif d == -233 and c == -233:
@@ -429,4 +438,5 @@ def _sdpa(layer: Layer, ins: list[Shape]) -> list[Shape]:
         out += [(k[0], seqlen, k[2]), (v[0], seqlen, v[2])]
     return out
 
+from ncnnc.core.shapes_extra import DATA_DEPENDENT  # noqa: E402,F401  (registers the extra types' rules)
 from ncnnc.core import shapes_nd  # noqa: E402,F401  (registers the 1-D/3-D and tensor types' rules)

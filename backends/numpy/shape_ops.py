@@ -11,6 +11,7 @@ import numpy as np
 from ncnnc.backends.numpy.common import np_axis
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
+from ncnnc.core.shapes import reshape_target
 
 PERMUTES = {dims: list(itertools.permutations(range(dims))) for dims in (3, 4)}
 """Permute ``order_type`` of a 3-D / 4-D blob -> numpy axes of ``(c, h, w)`` / ``(c, d, h, w)``: the
@@ -129,12 +130,10 @@ class Crop(Op):
 class Reshape(Op):
     """Reshape to ``0=w 1=h 11=d 2=c`` (-233 drops the axis, 0 keeps the input's, -1 infers)."""
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """``x`` with each sample reshaped to the target ``w/h/d/c``."""
-        p = self.p
-        if 6 in p:
-            raise self.unsupported(f"with a shape expression (6=\"{p[6]}\")")
-        w, h, d, c = p["w"], p["h"], p["d"], p["c"]
+    def run(self, x: np.ndarray, *shape_refs: np.ndarray) -> np.ndarray:
+        """``x`` with each sample reshaped to the target ``w/h/d/c`` (or the ``6=`` shape expression's,
+        which may read the sizes of further inputs)."""
+        w, h, d, c = reshape_target(self.layer, [a.shape[1:] for a in (x, *shape_refs)])
         if w == -233:
             raise self.unsupported("without a target shape")
         spec = [("w", w)] if h == -233 else [("w", w), ("h", h)] if c == -233 else \
