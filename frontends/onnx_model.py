@@ -71,6 +71,11 @@ def _upgrade(model: onnx.ModelProto, opset: int, path: str) -> onnx.ModelProto:
     """The model converted from an old opset to :data:`UPGRADE_OPSET` by ONNX's own version converter."""
     from onnx import version_converter
 
+    # the converter reads initializers only through graph inputs (IR < 4 style): list them there
+    listed = {vi.name for vi in model.graph.input}
+    for t in model.graph.initializer:
+        if t.name not in listed:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     try:
         return version_converter.convert_version(model, UPGRADE_OPSET)
     except Exception as e:  # the converter raises RuntimeError / ValidationError / anything from an adapter
