@@ -27,11 +27,13 @@ def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     from ncnnc.frontends.onnx_batch import fold_at_batch_one, note_batch
     from ncnnc.frontends.onnx_convert import Converter
     from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
+    from ncnnc.frontends.onnx_patterns import rewrite
 
     path_s = str(path)
     model = read_model(path)
     input_shapes = fix_input_shapes(model, path_s, shape)
     folded, batch = fold_at_batch_one(model, input_shapes, model_opset(model, path_s), path_s)
+    rewrite(folded)
     graph = Converter(folded, path_s).convert()
     if batch != 1:
         note_batch(path_s, batch)

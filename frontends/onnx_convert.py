@@ -211,7 +211,7 @@ class Converter:
             self.add("Input", [], [name], params, shapes=[shape], name=name)
         for index, node in enumerate(self.g.nodes):
             self.node, self.index = node, index
-            fn = MAPPERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            fn = MAPPERS.get(node.op_type) if node.domain in ("", "ai.onnx", "ncnnc") else None
             if fn is None:
                 domain = f"{node.domain}." if node.domain else ""
                 raise self.unsupported(f"unsupported operator {domain}{node.op_type}")

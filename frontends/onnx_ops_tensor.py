@@ -287,3 +287,20 @@ def reduce(cx: Converter, node: onnx.NodeProto) -> None:
             raise cx.unsupported(f"{node.op_type} over the batch axis without keepdims is not supported")
     params = {0: REDUCE_OPS[node.op_type], 1: 0, 3: [a - 1 for a in norm], 4: keepdims, 5: 1}
     cx.add("Reduction", [cx.logical_blob(node.input[0])], [node.output[0]], params)
+
+
+@mapper("DepthToSpace")
+def depth_to_space(cx: Converter, node: onnx.NodeProto) -> None:
+    """DepthToSpace (also a folded pixel-shuffle chain) -> PixelShuffle, mode CRD -> 0, DCR -> 1."""
+    attrs = cx.attrs(node)
+    if len(cx.logical(node.input[0])) != 3:
+        raise cx.unsupported("DepthToSpace needs an NCHW input")
+    mode = {"CRD": 0, "DCR": 1}[attrs.get("mode", "DCR")]
+    cx.add("PixelShuffle", [cx.logical_blob(node.input[0])], [node.output[0]],
+           {0: int(attrs["blocksize"]), 1: mode})
+
+
+@mapper("ShuffleChannel")
+def shuffle_channel(cx: Converter, node: onnx.NodeProto) -> None:
+    """A channel-shuffle chain (``ncnnc`` domain, from :mod:`~ncnnc.frontends.onnx_patterns`) -> ShuffleChannel."""
+    cx.add("ShuffleChannel", [cx.logical_blob(node.input[0])], [node.output[0]], {0: int(cx.attrs(node)["group"])})

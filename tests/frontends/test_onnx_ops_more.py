@@ -202,3 +202,36 @@ def test_gather_constant_indices(axis, indices, scalar):
 def test_tile(repeats):
     node = helper.make_node("Tile", ["x", "r"], ["y"])
     check_here(make_model([node], {"x": [1, 2, 3, 4]}, {"r": np.array([1, *repeats], np.int64)}))
+
+
+# -- rearrangements ncnn holds in one layer -----------------------------------------------------
+@pytest.mark.parametrize("mode", ["CRD", "DCR"])
+@pytest.mark.parametrize("r", [2, 3])
+def test_depth_to_space(tmp_path, mode, r):
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=r, mode=mode)
+    graph = check(make_model([node], {"x": [1, 2 * r * r, 4, 3]}), tmp_path)
+    assert types(graph) == ["Input", "PixelShuffle"]
+
+
+@pytest.mark.parametrize("crd", [True, False])
+def test_pixel_shuffle_chain(tmp_path, crd):
+    """PyTorch's pixel_shuffle export: Reshape to 6-D, Transpose, Reshape back -> one PixelShuffle."""
+    c, r, h, w = 2, 3, 4, 4
+    mid, perm = ([1, c, r, r, h, w], [0, 1, 4, 2, 5, 3]) if crd else ([1, r, r, c, h, w], [0, 3, 4, 1, 5, 2])
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"]), helper.make_node("Transpose", ["a"], ["b"], perm=perm),
+             helper.make_node("Reshape", ["b", "s2"], ["y"])]
+    inits = {"s1": np.array(mid, np.int64), "s2": np.array([1, c, h * r, w * r], np.int64)}
+    graph = check(make_model(nodes, {"x": [1, c * r * r, h, w]}, inits), tmp_path)
+    assert types(graph) == ["Input", "PixelShuffle"]
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_channel_shuffle_chain(tmp_path, groups):
+    """ShuffleNet's channel shuffle: Reshape to 5-D, Transpose of the two channel axes, Reshape back."""
+    c, h, w = 6, 4, 3
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["b"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["b", "s2"], ["y"])]
+    inits = {"s1": np.array([1, groups, c // groups, h, w], np.int64), "s2": np.array([1, c, h, w], np.int64)}
+    graph = check(make_model(nodes, {"x": [1, c, h, w]}, inits), tmp_path)
+    assert types(graph) == ["Input", "ShuffleChannel"]
