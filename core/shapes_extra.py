@@ -7,6 +7,8 @@ rule gives the largest count the layer can produce (ncnn returns an empty blob w
 
 from __future__ import annotations
 
+import numpy as np
+
 from ncnnc.core.errors import GraphError
 from ncnnc.core.ir import Layer
 from ncnnc.core.shapes import Shape, shape_rule
@@ -18,6 +20,20 @@ DATA_DEPENDENT = frozenset({"DetectionOutput", "YoloDetectionOutput", "Yolov3Det
 def explicit_list(layer: Layer, pid: int) -> list:
     """An array param as given in the model, ``[]`` when absent (schemas mark float arrays by a default)."""
     return list(layer.params[pid]) if pid in layer.params else []
+
+
+def float_value(value: int | float) -> float:
+    """A float param as the ncnn runtime reads it: an integer written in its place is that number
+    (``11=-233`` is -233.0; checked against the runtime)."""
+    return float(value)
+
+
+def float_list(layer: Layer, pid: int) -> list[float]:
+    """A float array param as the ncnn runtime reads it, ``[]`` when absent: a small integer element is
+    that number (``4`` is 4.0), a large one a float's bits (``1077936128`` is 3.0: ncnn's own YOLOv3
+    example models write Yolov3DetectionOutput masks so); both checked against the runtime."""
+    return [float(np.array(v, np.int32).view(np.float32)) if isinstance(v, int) and abs(v) >= 1 << 24
+            else float(v) for v in explicit_list(layer, pid)]
 
 
 def _whc(shape: Shape) -> tuple[int, int, int]:

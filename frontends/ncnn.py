@@ -94,6 +94,21 @@ _PARAM = re.compile(r'(\S+?)=("[^"\n]*"|\S*)|(\S+)')
 """One ``id=value`` pair (a double-quoted value may hold spaces), or a malformed word."""
 
 
+def _unique_layer_names(layers: list[Layer]) -> None:
+    """Rename the second and later layers of a repeated name ``n`` to ``n_1``, ``n_2`` ...: the ncnn
+    runtime does not care (mobilenetv2_ssdlite has ten layers named ``slice``), ncnnc finds layers by name."""
+    used = {layer.name for layer in layers}
+    seen: set[str] = set()
+    for layer in layers:
+        if layer.name in seen:
+            i = 1
+            while f"{layer.name}_{i}" in used:
+                i += 1
+            layer.name = f"{layer.name}_{i}"
+            used.add(layer.name)
+        seen.add(layer.name)
+
+
 def parse_param(text: str, path: str = "<param>") -> Graph:
     """Parse the text form of a ``.param`` file into a graph (weights not loaded)."""
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
@@ -141,6 +156,7 @@ def parse_param(text: str, path: str = "<param>") -> Graph:
                 raise ModelFormatError(f"param value {value!r} is not a number", path, where)
             params.values[pid] = val
         layers.append(Layer(ltype, name, inputs, outputs, params))
+    _unique_layer_names(layers)
     graph = Graph(layers)
     _check_blobs(graph, blob_count, path, {layer.name: f"line {ln}" for layer, (ln, _) in zip(layers, body)})
     return graph

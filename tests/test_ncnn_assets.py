@@ -39,7 +39,7 @@ MODELS: dict[str, dict[str, tuple[int, ...]]] = {
     "shufflenet_v2_x0.5": {"data": (3, 224, 224)},
     "squeezenet_ssd_voc": {"data": (3, 300, 300)},
     "squeezenet_v1.1": {"data": (3, 227, 227)},
-    "yolact": {"input.1": (3, 160, 160)},
+    "yolact": {"input.1": (3, 550, 550)},
     "yolo11n.ncnn": {"in0": (3, 160, 160)},
     "yolo11n_cls.ncnn": {"in0": (3, 224, 224)},
     "yolo11n_obb.ncnn": {"in0": (3, 160, 160)},
@@ -85,17 +85,21 @@ def same_shape(layer_type: str, ours: tuple[int, ...], theirs: tuple[int, ...]) 
 
 
 def assert_close(name: str, ours: np.ndarray, theirs: np.ndarray, tol: float = 1e-3) -> None:
-    """Same shape, max abs diff within ``tol`` of the output's scale (at least 1)."""
+    """Same shape, NaN at the same places, elsewhere max abs diff within ``tol`` of the output's scale
+    (at least 1)."""
     if theirs.size == 0:
         assert ours.size == 0, f"{name}: numpy {ours.shape}, the runtime has no rows"
         return
     assert ours.shape == theirs.shape, f"{name}: numpy {ours.shape} vs runtime {theirs.shape}"
-    scale = max(float(np.abs(theirs).max()), 1.0)
-    diff = float(np.abs(ours - theirs).max())
+    nan = np.isnan(theirs)  # ncnn's own NaNs (a PriorBox step written as the integer -233) must be ours too
+    assert np.array_equal(np.isnan(ours), nan), f"{name}: NaN at different places"
+    ours, theirs = ours[~nan], theirs[~nan]
+    scale = max(float(np.abs(theirs).max(initial=0)), 1.0)
+    diff = float(np.abs(ours - theirs).max(initial=0))
     assert diff <= tol * scale, f"{name}: max diff {diff} (scale {scale})"
 
 
-NOT_YET = {"mobilenet_yolo", "mobilenetv2_ssdlite_voc", "mobilenetv3_ssdlite_voc", "yolact", "yolov5s"}
+NOT_YET = {"yolov5s"}
 """Models that do not match the runtime yet (strict: one that starts to match fails until removed)."""
 
 
@@ -117,8 +121,11 @@ def test_asset_model_matches_runtime(model: str, tmp_path: Path) -> None:
     for layer in graph.layers:  # a Split of a data-dependent blob is data-dependent too
         inherited = layer.type == "Split" and kinds.get(layer.inputs[0]) in DATA_DEPENDENT
         kinds.update((b, kinds[layer.inputs[0]] if inherited else layer.type) for b in layer.outputs)
+    # YoloDetectionOutput works in place: with nothing detected, ncnn hands back its softmaxed first input
+    nothing = {b: inferred[layer.inputs[0]] for layer in graph.layers if layer.type == "YoloDetectionOutput"
+               for b in layer.outputs}
     wrong = [f"{b} ({kinds[b]}): ncnnc {inferred[b]} runtime {theirs[b].shape}" for b in blobs
-             if not same_shape(kinds[b], inferred[b], theirs[b].shape)]
+             if not same_shape(kinds[b], inferred[b], theirs[b].shape) and nothing.get(b) != theirs[b].shape]
     assert not wrong, f"{len(wrong)} blob shapes differ, first: " + "; ".join(wrong[:3])
     ours = Interpreter(graph).run({k: v[None] for k, v in inputs.items()})
     for name in graph.outputs:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ncnnc.backends.numpy.nms import nms_sorted, qsort_descent
 from ncnnc.backends.numpy.registry import Op, register_op
-from ncnnc.core.shapes_extra import explicit_list, priorbox_is_mxnet
+from ncnnc.core.shapes_extra import float_list, float_value, priorbox_is_mxnet
 
 F = np.float32
 
@@ -57,16 +57,18 @@ class PriorBox(Op):
 
     def _mxnet(self, w: int, h: int) -> np.ndarray:
         p = self.p
-        step_w = F(1) / F(w) if p["step_width"] == -233 else F(p["step_width"])
-        step_h = F(1) / F(h) if p["step_height"] == -233 else F(p["step_height"])
-        sizes = np.asarray(explicit_list(self.layer, 0), F)
-        ratios = np.asarray(explicit_list(self.layer, 2), F)
+        sw, sh = float_value(p["step_width"]), float_value(p["step_height"])
+        step_w = F(1) / F(w) if sw == -233 else F(sw)
+        step_h = F(1) / F(h) if sh == -233 else F(sh)
+        sizes = np.asarray(float_list(self.layer, 0), F)
+        ratios = np.asarray(float_list(self.layer, 2), F)
         half = [(s * F(h) / F(w) / F(2), s / F(2)) for s in sizes]
         for r in ratios[1:]:
             sr = np.sqrt(r)
             half.append((sizes[0] * F(h) / F(w) * sr / F(2), sizes[0] / sr / F(2)))
-        cx = _steps(F(p["offset"]) * step_w, step_w, w)
-        cy = F(p["offset"]) * step_h + np.arange(h, dtype=F) * step_h
+        offset = F(float_value(p["offset"]))
+        cx = _steps(offset * step_w, step_w, w)
+        cy = offset * step_h + np.arange(h, dtype=F) * step_h
         boxes = self._boxes(cx, cy, [(F(2) * a, F(2) * b) for a, b in half], 1.0, 1.0, halves=half)
         return np.clip(boxes, 0, 1) if p["clip"] else boxes
 
@@ -74,14 +76,14 @@ class PriorBox(Op):
         p = self.p
         image_w = img[0] if p["image_width"] == -233 else p["image_width"]
         image_h = img[1] if p["image_height"] == -233 else p["image_height"]
-        step_w, step_h = F(p["step_width"]), F(p["step_height"])
-        if p["step_width"] == -233:
+        step_w, step_h = F(float_value(p["step_width"])), F(float_value(p["step_height"]))
+        if step_w == -233:
             step_w = F(image_w) / F(w)
             step_w = np.ceil(step_w) if p["step_mmdetection"] else step_w
-        if p["step_height"] == -233:
+        if step_h == -233:
             step_h = F(image_h) / F(h)
             step_h = np.ceil(step_h) if p["step_mmdetection"] else step_h
-        offset = F(p["offset"])
+        offset = F(float_value(p["offset"]))
         if p["center_mmdetection"]:
             cx = _steps(offset * (step_w - F(1)), step_w, w)
             cy = offset * (step_h - F(1)) + np.arange(h, dtype=F) * step_h
@@ -89,13 +91,13 @@ class PriorBox(Op):
             cx = _steps(offset * step_w, step_w, w)
             cy = offset * step_h + np.arange(h, dtype=F) * step_h
         sizes = []
-        maxs = explicit_list(self.layer, 1)
-        for k, mn in enumerate(F(v) for v in explicit_list(self.layer, 0)):
+        maxs = float_list(self.layer, 1)
+        for k, mn in enumerate(F(v) for v in float_list(self.layer, 0)):
             sizes.append((mn, mn))
             if maxs:
                 side = np.sqrt(mn * F(maxs[k]))
                 sizes.append((side, side))
-            for ar in explicit_list(self.layer, 2):
+            for ar in float_list(self.layer, 2):
                 bw, bh = mn * np.sqrt(F(ar)), mn / np.sqrt(F(ar))
                 sizes.append((bw, bh))
                 if p["flip"]:
@@ -103,7 +105,7 @@ class PriorBox(Op):
         boxes = self._boxes(cx, cy, sizes, F(image_w), F(image_h))
         if p["clip"]:
             boxes = np.clip(boxes, 0, 1)
-        variances = np.tile(np.asarray([p[f"variance{i}"] for i in range(4)], F), boxes.size // 4)
+        variances = np.tile(np.asarray([float_value(p[f"variance{i}"]) for i in range(4)], F), boxes.size // 4)
         return np.stack([boxes, variances])
 
     @staticmethod
@@ -151,11 +153,11 @@ class DetectionOutput(Op):
             num_prior, num_class)
         pb = priors.reshape(-1)[: num_prior * 4].reshape(num_prior, 4)
         if mxnet:
-            var = np.broadcast_to(np.asarray([p[f"variance{i}"] for i in range(4)], F), (num_prior, 4))
+            var = np.broadcast_to(np.asarray([float_value(p[f"variance{i}"]) for i in range(4)], F), (num_prior, 4))
         else:
             var = priors.reshape(2, -1)[1, : num_prior * 4].reshape(num_prior, 4)
         boxes = self._decode(loc.reshape(-1)[: num_prior * 4].reshape(num_prior, 4), pb, var)
-        thr = F(p["confidence_threshold"])
+        thr = F(float_value(p["confidence_threshold"]))
         labels, kept_scores, kept_boxes = [], [], []
         for c in range(1, num_class):
             cand = np.nonzero(scores[:, c] > thr)[0]
@@ -164,7 +166,7 @@ class DetectionOutput(Op):
             if 0 <= p["nms_top_k"] < len(order):
                 order = order[: p["nms_top_k"]]
             cand, s = cand[order], s[order]
-            for k in nms_sorted(boxes[cand], p["nms_threshold"]):
+            for k in nms_sorted(boxes[cand], float_value(p["nms_threshold"])):
                 labels.append(c)
                 kept_scores.append(s[k])
                 kept_boxes.append(boxes[cand[k]])
@@ -188,11 +190,6 @@ class DetectionOutput(Op):
         return np.stack([cx - bw * F(0.5), cy - bh * F(0.5), cx + bw * F(0.5), cy + bh * F(0.5)], axis=1)
 
 
-def float_array(values: list) -> list[float]:
-    """A float array param as ncnn reads it: integers written in its place are a float's bits."""
-    return [float(np.array(v, np.int32).view(F)) if isinstance(v, int) else float(v) for v in values]
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return F(1) / (F(1) + np.exp(-x))
@@ -209,8 +206,8 @@ class Yolov3DetectionOutput(Op):
     def _one(self, *xs: np.ndarray) -> np.ndarray:
         p = self.p
         nb, nc = p["num_box"], p["num_class"]
-        biases, mask = explicit_list(self.layer, 4), float_array(explicit_list(self.layer, 5))
-        scales = explicit_list(self.layer, 6)
+        biases, mask = float_list(self.layer, 4), float_list(self.layer, 5)
+        scales = float_list(self.layer, 6)
         cands = []  # (score, x1, y1, x2, y2, area, label) arrays per (scale, box)
         for b, x in enumerate(xs):
             c, h, w = x.shape
@@ -224,7 +221,7 @@ class Yolov3DetectionOutput(Op):
                 cls_score = np.take_along_axis(ch[5:], cls[None], 0)[0]
                 with np.errstate(over="ignore"):
                     conf = F(1) / (F(1) + np.exp(-ch[4]) * (F(1) + np.exp(-cls_score)))
-                keep = conf >= F(p["confidence_threshold"])
+                keep = conf >= F(float_value(p["confidence_threshold"]))
                 ii, jj = np.nonzero(keep)
                 cx = (jj.astype(F) + _sigmoid(ch[0][keep])) / F(w)
                 cy = (ii.astype(F) + _sigmoid(ch[1][keep])) / F(h)
@@ -235,7 +232,7 @@ class Yolov3DetectionOutput(Op):
                                        cy + bh * F(0.5), bw * bh, cls[keep].astype(F)], axis=1))
         allc = np.concatenate(cands) if cands else np.zeros((0, 7), F)
         allc = allc[qsort_descent(allc[:, 0])]
-        picked = nms_sorted(allc[:, 1:5], p["nms_threshold"], areas=allc[:, 5], multiply=True)
+        picked = nms_sorted(allc[:, 1:5], float_value(p["nms_threshold"]), areas=allc[:, 5], multiply=True)
         sel = allc[picked]
         return _rows(list(sel[:, 6] + F(1)), list(sel[:, 0]), list(sel[:, 1:5]))
 
@@ -251,7 +248,7 @@ class YoloDetectionOutput(Op):
     def _one(self, *xs: np.ndarray) -> np.ndarray:
         p = self.p
         nb, nc = p["num_box"], p["num_class"]
-        biases = explicit_list(self.layer, 4)
+        biases = float_list(self.layer, 4)
         rects, scores, labels = [], [], []
         first = None
         for b, x in enumerate(xs):
@@ -271,7 +268,7 @@ class YoloDetectionOutput(Op):
                     bh = np.exp(ch[3]) * F(biases[pp * 2 + 1]) / F(h)
                 cls = np.argmax(ch[5:], axis=0)
                 conf = _sigmoid(ch[4]) * np.take_along_axis(ch[5:], cls[None], 0)[0]
-                keep = conf >= F(p["confidence_threshold"])
+                keep = conf >= F(float_value(p["confidence_threshold"]))
                 rects.append(np.stack([(cx - bw * F(0.5))[keep], (cy - bh * F(0.5))[keep],
                                        (cx + bw * F(0.5))[keep], (cy + bh * F(0.5))[keep]], axis=1))
                 scores.append(conf[keep])
@@ -282,7 +279,7 @@ class YoloDetectionOutput(Op):
             return first
         order = qsort_descent(score)
         boxes, score, label = boxes[order], score[order], label[order]
-        picked = nms_sorted(boxes, p["nms_threshold"])
+        picked = nms_sorted(boxes, float_value(p["nms_threshold"]))
         return _rows(list(label[picked] + 1), list(score[picked]), list(boxes[picked]))
 
 
@@ -348,5 +345,5 @@ class Proposal(Op):
         if 0 < p["pre_nms_topN"] < len(order):
             order = order[: p["pre_nms_topN"]]
         box, s = box[order], s[order]
-        picked = nms_sorted(box, p["nms_thresh"])[: p["after_nms_topN"]]
+        picked = nms_sorted(box, float_value(p["nms_thresh"]))[: p["after_nms_topN"]]
         return box[picked].reshape(-1, 1, 4), s[picked].reshape(-1, 1, 1)

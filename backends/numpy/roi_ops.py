@@ -10,6 +10,7 @@ import numpy as np
 
 from ncnnc.backends.numpy.detection_ops import per_sample
 from ncnnc.backends.numpy.registry import Op, register_op
+from ncnnc.core.shapes_extra import float_value
 
 F = np.float32
 
@@ -38,7 +39,7 @@ class ROIPooling(Op):
 
     def _one(self, x: np.ndarray, rois: np.ndarray) -> np.ndarray:
         c, h, w = x.shape
-        pw, ph, scale = self.p["pooled_width"], self.p["pooled_height"], F(self.p["spatial_scale"])
+        pw, ph, scale = self.p["pooled_width"], self.p["pooled_height"], F(float_value(self.p["spatial_scale"]))
         x1, y1, x2, y2 = (int(c_round(F(v) * scale)) for v in _first_roi(rois))
         bin_w = F(max(x2 - x1 + 1, 1)) / F(pw)
         bin_h = F(max(y2 - y1 + 1, 1)) / F(ph)
@@ -68,7 +69,7 @@ class PSROIPooling(Op):
         pw, ph, dim = self.p["pooled_width"], self.p["pooled_height"], self.p["output_dim"]
         if c != dim * pw * ph:
             raise self.unsupported(f"on {c} channels (needs output_dim x pooled_h x pooled_w = {dim * pw * ph})")
-        scale = F(self.p["spatial_scale"])
+        scale = F(float_value(self.p["spatial_scale"]))
         r = _first_roi(rois).astype(F)
         x1, y1 = F(c_round(r[0])) * scale, F(c_round(r[1])) * scale
         x2, y2 = F(c_round(r[2] + F(1))) * scale, F(c_round(r[3] + F(1))) * scale
