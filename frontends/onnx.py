@@ -11,6 +11,7 @@ ONNX names.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,19 +19,25 @@ from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph
 
+OPERATOR_MODULES = tuple(f"ncnnc.frontends.onnx_ops_{m}" for m in ("nn", "tensor", "math", "gather"))
+"""Modules of ONNX operator mappers."""
+
 
 def load(path: str | Path, shape: str | Sequence[int] | None = None) -> Graph:
     """Convert an ONNX model file; ``shape`` (ncnn ``w,h,c``, e.g. ``"[227,227,3]"``) fixes a dynamic input."""
     # imported here, not at module level: the onnx package costs a fifth of a second to import, and
     # every ncnnc command loads this plugin to list it
-    from ncnnc.frontends import onnx_ops_gather, onnx_ops_math, onnx_ops_nn, onnx_ops_tensor  # noqa: F401  (register the operator mappers)
     from ncnnc.frontends.onnx_batch import fold_at_batch_one, note_batch
     from ncnnc.frontends.onnx_convert import Converter
     from ncnnc.frontends.onnx_model import fix_input_shapes, model_opset, read_model
     from ncnnc.frontends.onnx_patterns import rewrite
+    from ncnnc.frontends.onnx_support import check_operators
 
+    for module in OPERATOR_MODULES:  # importing them registers the operator mappers
+        importlib.import_module(module)
     path_s = str(path)
     model = read_model(path)
+    check_operators(model, path_s)
     input_shapes = fix_input_shapes(model, path_s, shape)
     folded, batch = fold_at_batch_one(model, input_shapes, model_opset(model, path_s), path_s)
     rewrite(folded)
