@@ -541,6 +541,19 @@ def run_statistics(session: Session, shards: Sequence[Sequence[range]], blobs: S
     return stats
 
 
+@dataclass
+class SearchThreshold:
+    """``(absmax, threshold, scale)`` of a blob's merged calibrator (run where the session puts it)."""
+
+    stats: dict[str, Calibrator]
+
+    def __call__(self, blob: str) -> tuple[float | None, float, float]:
+        """The search of one blob (kl's is the costly one)."""
+        cal = self.stats[blob]
+        threshold = cal.threshold()
+        return cal.absmax, threshold, activation_scale(threshold)
+
+
 def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence[str],
                        make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = 8,
                        limit: int | None = None, cache_mb: int = 1024,
@@ -703,11 +716,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
         layers = []
         for t in targets:
             table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
-        found: dict[str, tuple[float | None, float, float]] = {}  # per calibrator: one search each
+        found = dict(zip(stats, session.map_here(SearchThreshold(stats), list(stats))))  # one search each
         for t in targets:
-            if t.source not in found:
-                cal = stats[t.source]
-                found[t.source] = (cal.absmax, cal.threshold(), cal.scale())
             absmax, threshold, scale = found[t.source]
             table.input_scales[t.name] = scale
             layers.append(LayerReport(t.name, t.blob, absmax, threshold, scale))

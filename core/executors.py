@@ -110,6 +110,14 @@ class Session(ABC):
     def map(self, task: ShardTask, shards: Sequence[Shard], tick: Tick) -> Iterator[Any]:
         """Run ``task`` on every shard; yield the results in shard order."""
 
+    def map_here(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]`` on this machine (by its worker processes, if it has some).
+
+        For the driver's own work after a merge (kl's threshold searches): it stays on the machine
+        that merged, so it runs the same numpy whatever the cluster's machines are.
+        """
+        return [fn(item) for item in items]
+
     def close(self) -> None:  # noqa: B027 (optional: nothing to free by default)
         """Free the workers."""
 
@@ -175,11 +183,21 @@ def _process_main(job: Job, budget_share: int, commands: Any, results: Any) -> N
             out = task(worker, shard, lambda n: results.put(("tick", -1, n)))
             results.put(("done", index, out))
     except NcnncError as e:
-        results.put(("error", -1, (e.message, e.path, e.where)))
+        results.put(("error", -1, e))
     except BaseException as e:  # an internal failure: report it, the parent raises
         import traceback
 
         results.put(("crash", -1, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+@dataclass
+class _EachItem:
+    """A shard task applying ``fn`` to each item of the shard (for :meth:`Session.map_here`)."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, worker: Worker, items: Sequence[Any], tick: Tick) -> list[Any]:
+        return [self.fn(item) for item in items]
 
 
 class _Forked(Session):
@@ -212,10 +230,19 @@ class _Forked(Session):
                 elif kind == "done":
                     done[index] = payload
                 elif kind == "error":
-                    raise NcnncError(*payload)
+                    raise payload
                 else:
                     raise RuntimeError(f"calibration worker failed: {payload}")
             yield done.pop(want)
+
+    def map_here(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """Split ``items`` among the worker processes."""
+        chunks = [items[i::len(self.procs)] for i in range(len(self.procs))]
+        parts = list(self.map(_EachItem(fn), [c for c in chunks if c], lambda n: None))
+        out: list[Any] = [None] * len(items)
+        for i, part in enumerate(parts):
+            out[i::len(self.procs)] = part
+        return out
 
     def _next(self) -> tuple[str, int, Any]:
         """The next message of any worker; a worker that died is a clean error, not a hang."""
@@ -229,15 +256,13 @@ class _Forked(Session):
                                          f"(exit status {proc.exitcode}); nothing was written") from None
 
     def close(self) -> None:
-        """Stop the worker processes."""
+        """Stop the worker processes (every result is in by now: nothing of theirs is left to wait for)."""
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(None)
         for proc in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
+            proc.kill()
+            proc.join()
 
 
 # -- choosing one ------------------------------------------------------------------------------------
