@@ -295,8 +295,24 @@ def gemm(cx: Converter, node: onnx.NodeProto) -> None:
 
 @mapper("MatMul")
 def matmul(cx: Converter, node: onnx.NodeProto) -> None:
-    """MatMul of an activation by a constant 2-D matrix -> InnerProduct."""
-    b = cx.const(node.input[1])
-    if b is None or b.ndim != 2:
-        raise cx.unsupported("MatMul is supported with a constant 2-D right operand only")
-    _dense(cx, node, b.T, None)
+    """MatMul of a (1, K) or (1, M, K) activation by a constant 2-D matrix -> InnerProduct; any other
+    MatMul (two activations, as in attention, or more leading axes) -> ncnn's MatMul, whose leading
+    axes broadcast like numpy's."""
+    a, b = node.input[0], node.input[1]
+    b_const = cx.const(b)
+    if cx.const(a) is None and b_const is not None and b_const.ndim == 2 and len(cx.logical(a)) <= 2:
+        _dense(cx, node, b_const.T, None)
+        return
+    shapes = [cx.shape(a), cx.shape(b)]
+    if min(len(s) for s in shapes) < 2:
+        raise cx.unsupported("MatMul with a 1-D operand is not supported")
+    blobs = []
+    for name, shape in zip((a, b), shapes):
+        value = cx.const(name)
+        if value is not None:
+            blobs.append(cx.const_blob(name, value.reshape(shape[1:] if shape[0] == 1 and len(shape) > 2 else shape)))
+        else:
+            if len(shape) < 3:
+                raise cx.unsupported(f"MatMul operand {name!r} of shape {list(shape)}: its first axis is the batch")
+            blobs.append(cx.logical_blob(name))
+    cx.add("MatMul", blobs, [node.output[0]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import onnx
 
@@ -11,11 +13,10 @@ BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
 REVERSED_OPS = {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 5, 6: 9}
 """ncnn BinaryOp op_type with the operands swapped (Sub -> rsub, Div -> rdiv, Pow -> rpow)."""
 
-PERMUTE_ORDER = {
-    (0, 1): 0, (1, 0): 1,
-    (0, 1, 2): 0, (0, 2, 1): 1, (1, 0, 2): 2, (1, 2, 0): 3, (2, 0, 1): 4, (2, 1, 0): 5,
-}
-"""ncnn Permute order_type for a permutation of the (h, w) or (c, h, w) axes in numpy order."""
+PERMUTE_ORDER = {(0, 1): 0, (1, 0): 1} | {perm: order for dims in (3, 4)
+                                          for order, perm in enumerate(itertools.permutations(range(dims)))}
+"""ncnn Permute order_type for a permutation of the (h, w), (c, h, w) or (c, d, h, w) axes in numpy order
+(lexicographic, as :data:`ncnnc.core.shapes.PERMUTES`)."""
 
 
 def _attr_or_input(cx: Converter, node: onnx.NodeProto, attr: str, index: int, default=None):
@@ -100,7 +101,7 @@ def transpose(cx: Converter, node: onnx.NodeProto) -> None:
         cx.passthrough(node, cx.logical_blob(node.input[0]))
         return
     if inner not in PERMUTE_ORDER:
-        raise cx.unsupported(f"Transpose perm {perm} is not supported (ncnn Permute handles 2-D and 3-D blobs)")
+        raise cx.unsupported(f"Transpose perm {perm} is not supported (ncnn Permute handles 2-D to 4-D blobs)")
     cx.add("Permute", [cx.logical_blob(node.input[0])], [node.output[0]], {0: PERMUTE_ORDER[inner]})
 
 

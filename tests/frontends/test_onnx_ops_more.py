@@ -235,3 +235,21 @@ def test_channel_shuffle_chain(tmp_path, groups):
     inits = {"s1": np.array([1, groups, c // groups, h, w], np.int64), "s2": np.array([1, c, h, w], np.int64)}
     graph = check(make_model(nodes, {"x": [1, c, h, w]}, inits), tmp_path)
     assert types(graph) == ["Input", "ShuffleChannel"]
+
+
+# -- matrix products and 4-D transposes ---------------------------------------------------------
+@pytest.mark.parametrize("a,b,b_const", [([1, 3, 4], [1, 4, 5], False), ([1, 2, 3, 4], [1, 2, 4, 5], False),
+                                         ([1, 2, 3, 4], [4, 5], True), ([1, 2, 3, 4], [1, 1, 4, 5], False)])
+def test_matmul(tmp_path, a, b, b_const):
+    """Attention-style products of two activations (and constants beyond 2-D A) -> ncnn MatMul."""
+    inputs = {"a": a} if b_const else {"a": a, "b": b}
+    inits = {"b": rand(*b)} if b_const else {}
+    graph = check(make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, inits), tmp_path)
+    assert "MatMul" in types(graph)
+
+
+@FEW
+@given(perm=st.permutations([1, 2, 3, 4]))
+def test_transpose_4d(perm):
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, *perm])
+    check_here(make_model([node], {"x": [1, 2, 3, 4, 5]}))
