@@ -25,6 +25,13 @@ def _ncnn():
     return ncnn
 
 
+def _runtime_layers() -> list:
+    """The plugins' custom layers that bring a Python ``ncnn.Layer`` for the runtime."""
+    from ncnnc.core.registry import registry
+
+    return [r.item for r in registry().all("layer_implementations") if r.item.runtime_layer is not None]
+
+
 class RuntimeNet:
     """A loaded ncnn ``Net``; ``run`` feeds inputs and extracts outputs."""
 
@@ -41,12 +48,25 @@ class RuntimeNet:
             opt.use_fp16_packed = False
             opt.use_fp16_arithmetic = False
             opt.use_bf16_storage = False
+        self._custom_layers: list = []  # Python layers the runtime created: kept alive while the net is
+        for impl in _runtime_layers():
+            self.net.register_custom_layer(impl.type, self._creator(impl.runtime_layer), self._destroyer)
         binary = str(param_path).endswith(".param.bin")
         load_param = self.net.load_param_bin if binary else self.net.load_param
         if load_param(str(param_path)) != 0:
             raise NcnncError("the ncnn runtime cannot load this .param", str(param_path))
         if self.net.load_model(str(bin_path)) != 0:
             raise NcnncError("the ncnn runtime cannot load this .bin", str(bin_path))
+
+    def _creator(self, factory):
+        def create():
+            layer = factory()
+            self._custom_layers.append(layer)
+            return layer
+        return create
+
+    def _destroyer(self, layer) -> None:
+        self._custom_layers = [x for x in self._custom_layers if x is not layer]
 
     def run(self, inputs: Mapping[str | int, np.ndarray], outputs: Iterable[str | int]) -> dict:
         """One forward pass; returns a float32 copy of each requested blob.

@@ -35,6 +35,16 @@ def ncnnc_layer_types() -> list[LayerSchema]:
 
 
 @hookspec
+def ncnnc_layer_implementations() -> list:
+    """Behaviour of custom layer types: :class:`ncnnc.core.custom_layers.LayerImplementation` objects.
+
+    Each gives a type's shape rule, its numpy op (the reference backend and calibration run it) and
+    optionally a Python ``ncnn.Layer`` factory so the real ncnn runtime runs the model too.  Declare
+    the type's params with ``ncnnc_layer_types`` as well.
+    """
+
+
+@hookspec
 def ncnnc_frontends() -> list:
     """Model readers: :class:`ncnnc.core.frontend.Frontend` objects.
 

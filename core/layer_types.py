@@ -287,6 +287,5 @@ layer_type("MultiHeadAttention", "0:embed_dim=0 1:num_heads=1 2:weight_data_size
 layer_type("SDPA", "5:attn_mask=0 6:scale=0. 7:kv_cache=0 18:int8_scale_term=0",
            doc="No weights; 6=scale 0 means 1/sqrt(embed_dim); 18=2 runs it with dynamic int8 activations.")
 
-from ncnnc.core import layer_types_nd  # noqa: E402,F401  (1-D/3-D windows, tensor and activation types)
-
-from ncnnc.core import layer_types_extra  # noqa: E402,F401  (detection, ROI and shape-utility types)
+# the 1-D/3-D window, tensor and activation types; the detection, ROI and shape-utility types
+from ncnnc.core import layer_types_extra, layer_types_nd  # noqa: E402,F401

@@ -15,10 +15,11 @@ from typing import Any
 import pluggy
 
 from ncnnc.core import hookspecs
+from ncnnc.core.custom_layers import register_implementation
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.params import register_schema
 
-KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_types")
+KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_types", "layer_implementations")
 
 BUILTIN_PLUGINS = (
     "ncnnc.frontends.ncnn",
@@ -78,6 +79,8 @@ class Registry:
         """Register a plugin object or module at run time (tests, notebooks)."""
         self.pm.register(plugin, name=name)
         self._cache.clear()
+        self.all("layer_types")  # a plugin's layer types are known as soon as it is registered
+        self.all("layer_implementations")
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin registered with :meth:`register`."""
@@ -104,6 +107,9 @@ class Registry:
             if kind == "layer_types":
                 for reg in items:
                     register_schema(reg.item)
+            if kind == "layer_implementations":
+                for reg in items:
+                    register_implementation(reg.item)
             self._cache[kind] = items
         return self._cache[kind]
 
@@ -125,4 +131,5 @@ def registry() -> Registry:
     """The process-wide registry (built-ins plus installed entry points)."""
     reg = Registry()
     reg.all("layer_types")
+    reg.all("layer_implementations")
     return reg

@@ -36,9 +36,12 @@ def infer_shapes(graph: Graph, input_shapes: dict[str, Shape] | None = None) -> 
         if layer.type == "Input" and layer.outputs[0] in given:
             out = [tuple(given[layer.outputs[0]])]
         else:
-            rule = _RULES.get(layer.type)
+            rule = _RULES.get(layer.type) or _plugin_rule(layer.type)
             if rule is None:
-                raise UnsupportedError(f"no shape rule for layer type {layer.type}", where=f"layer {layer.name}")
+                from ncnnc.core.custom_layers import missing_plugin
+
+                raise UnsupportedError(f"no shape rule for layer type {layer.type}{missing_plugin(layer.type)}",
+                                       where=f"layer {layer.name}")
             try:
                 out = rule(layer, [shapes[b] for b in layer.inputs])
             except KeyError as e:
@@ -47,6 +50,14 @@ def infer_shapes(graph: Graph, input_shapes: dict[str, Shape] | None = None) -> 
             shapes[blob] = tuple(int(s) for s in shape)
     graph.shapes = shapes
     return shapes
+
+
+def _plugin_rule(layer_type: str) -> ShapeRule | None:
+    """A custom layer's rule: loading the plugins registers their ``ncnnc_layer_implementations``."""
+    from ncnnc.core.registry import registry
+
+    registry()
+    return _RULES.get(layer_type)
 
 
 def _spatial(ins: Shape) -> tuple[int, int, int]:
@@ -438,5 +449,5 @@ def _sdpa(layer: Layer, ins: list[Shape]) -> list[Shape]:
         out += [(k[0], seqlen, k[2]), (v[0], seqlen, v[2])]
     return out
 
-from ncnnc.core.shapes_extra import DATA_DEPENDENT  # noqa: E402,F401  (registers the extra types' rules)
 from ncnnc.core import shapes_nd  # noqa: E402,F401  (registers the 1-D/3-D and tensor types' rules)
+from ncnnc.core.shapes_extra import DATA_DEPENDENT  # noqa: E402,F401  (registers the extra types' rules)

@@ -68,9 +68,16 @@ def select_variant(layer: Layer) -> str:
 
 
 def op_class(layer_type: str, variant: str = FP32) -> OpClass | None:
-    """The registered class for a layer type and variant, or None."""
+    """The registered class for a layer type and variant, or None; a custom layer's fp32 op comes from
+    the plugins' ``ncnnc_layer_implementations``."""
     _load_builtin_ops()
-    return _OPS.get((layer_type, variant))
+    cls = _OPS.get((layer_type, variant))
+    if cls is None and variant == FP32:
+        from ncnnc.core.registry import registry
+
+        cls = next((r.item.numpy_op for r in registry().all("layer_implementations") if r.item.type == layer_type),
+                   None)
+    return cls
 
 
 def registered_ops() -> list[tuple[str, str]]:
