@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from ncnnc.core.errors import NcnncError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         # allow_abbrev=False everywhere: `--targ` must not silently mean `--target` or `--target-cos`
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
+        p.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except NcnncError as e:
-        print(f"ncnnc {args.command}: error: {e}", file=sys.stderr)
+        detail = getattr(e, "detail", "")  # a plugin's failure keeps its traceback
+        if args.debug:
+            print(detail or traceback.format_exc(), file=sys.stderr, end="")
+        print(f"ncnnc {args.command}: error: {e}" + (" (--debug shows the traceback)" if detail and not args.debug
+                                                     else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ncnnc {args.command}: interrupted", file=sys.stderr)

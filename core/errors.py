@@ -16,6 +16,9 @@ class NcnncError(Exception):
         self.path = path
         self.where = where
 
+    def __reduce__(self):  # pickled whole (path, where and a subclass's fields), e.g. from worker processes
+        return (self.__class__.__new__, (self.__class__,), self.__dict__)
+
     def __str__(self) -> str:
         parts = [p for p in (self.path, self.where) if p]
         return ": ".join([*parts, self.message])

@@ -18,6 +18,7 @@ from ncnnc.core import hookspecs
 from ncnnc.core.custom_layers import register_implementation
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.params import register_schema
+from ncnnc.core.plugin_guard import Guarded, guard_item, plugin_failure
 
 KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_types", "layer_implementations")
 
@@ -72,7 +73,10 @@ class Registry:
         for modname in BUILTIN_PLUGINS:
             self.pm.register(importlib.import_module(modname), name=modname)
         if load_entry_points:
-            self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            try:
+                self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            except Exception as e:  # an outside plugin failed to import: name it, in one line
+                raise _load_failure(e) from e
         self._cache: dict[str, list[Registered]] = {}
 
     def register(self, plugin: object, name: str | None = None) -> None:
@@ -102,8 +106,14 @@ class Registry:
             hook = getattr(self.pm.hook, f"ncnnc_{kind}")
             items: list[Registered] = []
             for impl in hook.get_hookimpls():  # registration order (pluggy calls them LIFO)
-                for item in impl.function() or []:
-                    items.append(Registered(kind, item, self._source_of(impl.plugin)))
+                source = self._source_of(impl.plugin)
+                if self.pm.get_name(impl.plugin) in BUILTIN_PLUGINS:
+                    items += [Registered(kind, item, source) for item in impl.function() or []]
+                    continue
+                hook_label = f"plugin {self.pm.get_name(impl.plugin)} ({source})"
+                for item in Guarded(hook_label, impl.function)() or []:
+                    label = f"plugin {_item_name(item)} ({source})"
+                    items.append(Registered(kind, guard_item(kind, item, label), source))
             if kind == "layer_types":
                 for reg in items:
                     register_schema(reg.item)
@@ -124,6 +134,23 @@ class Registry:
                 return reg.item
         choices = ", ".join(self.names(kind)) or "none"
         raise NcnncError(f"no {kind[:-1].replace('_', ' ')} named {name!r} (available: {choices})")
+
+
+def _item_name(item: Any) -> str:
+    return str(getattr(item, "name", None) or getattr(item, "type", "?"))
+
+
+def _load_failure(error: Exception) -> NcnncError:
+    """A one-line error naming the entry point of group ``ncnnc`` that fails to load, and its package."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=hookspecs.PROJECT):
+        try:
+            ep.load()
+        except Exception as e:
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown package"
+            return plugin_failure(f"plugin {ep.name} ({dist}): loading {ep.value}", e)
+    return plugin_failure(f"the plugins of entry-point group {hookspecs.PROJECT!r}", error)
 
 
 @functools.lru_cache(maxsize=1)
