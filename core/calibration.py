@@ -59,6 +59,13 @@ class Calibrator(ABC):
     KL needs the absmax before it can histogram).  Between passes it merges the shards and calls
     ``next_pass`` on the merged calibrator, which every shard then continues from.
 
+    The contract (``CALIBRATOR_API``): a subclass implements ``observe``, ``merge`` and
+    ``threshold``; it may set ``passes`` (an int) and implement ``next_pass`` and ``replay_form``,
+    and may keep ``absmax`` (a number, shown in summaries).  Those are the only names the driver
+    uses, so they must not be replaced by something else (``self.threshold = 3.0``); every other
+    attribute name is the subclass's own (``self.scale = ...`` is fine: the driver computes the
+    scale itself from ``threshold()``).  :meth:`CalibratorFactory.make` checks this.
+
     Subclasses must be picklable (statistics travel between processes), and ``merge`` must be
     exact: observing A then B, or A and B apart then merging, gives the same ``threshold``.
     ``merge`` combines statistics of the current pass; what earlier passes left is the same in
@@ -102,14 +109,37 @@ class Calibrator(ABC):
         """
         return batch
 
-    @property
-    def absmax(self) -> float | None:
-        """The largest |x| seen, when the calibrator tracks it (shown in summaries)."""
-        return None
+    absmax: float | None = None
+    """The largest |x| seen, when the calibrator tracks it (shown in summaries): a number, an
+    attribute or a property of the subclass."""
 
     def scale(self) -> float:
-        """The int8 scale ``127 / threshold`` in float32 (a finite fallback when T is 0)."""
+        """The int8 scale ``127 / threshold`` in float32 (a convenience: the driver does not call it)."""
         return activation_scale(self.threshold())
+
+
+CALIBRATOR_API = ("observe", "merge", "threshold", "next_pass", "replay_form")
+"""The methods the driver calls on a calibrator (besides reading ``passes`` and ``absmax``)."""
+
+
+def check_calibrator(cal: object, method: str) -> None:
+    """A user error naming the method when its calibrator breaks the contract (see :class:`Calibrator`)."""
+    where = f"calibration method {method}"
+    if not isinstance(cal, Calibrator):
+        raise NcnncError(f"{where}: create() returned a {type(cal).__name__}, not a Calibrator subclass")
+    for name in CALIBRATOR_API:
+        if not callable(getattr(cal, name, None)):
+            raise NcnncError(f"{where}: {type(cal).__name__}.{name} is {getattr(cal, name, None)!r}, "
+                             f"but the driver calls {name}() (docs/calibrators.md: the contract)")
+    passes = getattr(cal, "passes", None)
+    if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
+        raise NcnncError(f"{where}: {type(cal).__name__}.passes is {passes!r}, expected a whole number >= 1")
+
+
+def reported_absmax(cal: Calibrator) -> float | None:
+    """A calibrator's ``absmax`` as a float, or None when it keeps none (or keeps something else there)."""
+    value = getattr(cal, "absmax", None)
+    return float(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -161,7 +191,9 @@ class CalibratorFactory:
     def make(self, values: Mapping[str, Any] | None = None) -> Calibrator:
         """A calibrator for one blob, with ``values`` (resolved or not) for ``params``."""
         resolved = self.resolve(values)
-        return self.create(**{p.name: resolved[p.name] for p in self.params})
+        cal = self.create(**{p.name: resolved[p.name] for p in self.params})
+        check_calibrator(cal, self.name)
+        return cal
 
 
 def activation_scale(threshold: float) -> float:
@@ -551,7 +583,7 @@ class SearchThreshold:
         """The search of one blob (kl's is the costly one)."""
         cal = self.stats[blob]
         threshold = cal.threshold()
-        return cal.absmax, threshold, activation_scale(threshold)
+        return reported_absmax(cal), threshold, activation_scale(threshold)
 
 
 def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence[str],
