@@ -450,7 +450,10 @@ def _weights_fit(layer: Layer, shape: tuple[int, ...]) -> bool:
     size = layer.p("weight_data_size")
     if layer.type == "InnerProduct":  # flattened, or row by row over a 2-D input
         return size in (int(np.prod(shape)) * layer.p("num_output"), shape[-1] * layer.p("num_output"))
-    channels = shape[0] if len(shape) == 3 else 1
+    # ncnn's blob channels: c of a 3-D blob; a 1-D blob of w values feeds a 1x1 Convolution as w channels
+    # (the runtime runs it as an InnerProduct: PP-OCRv5 det's convolutions after a global pooling)
+    one_by_one = layer.type == "Convolution" and layer.p("kernel_w") == layer.p("kernel_h") == 1
+    channels = shape[0] if len(shape) == 3 or (len(shape) == 1 and one_by_one) else 1
     group = layer.p("group") if layer.type == "ConvolutionDepthWise" else 1
     return channels * layer.p("num_output") * layer.p("kernel_w") * layer.p("kernel_h") == size * group
 

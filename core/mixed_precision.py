@@ -7,8 +7,9 @@
 2. Search: layers are ordered from most to least sensitive; the smallest number of leading layers
    kept fp32 such that the whole mixed model reaches the target is found by bisection.
 
-The criterion is the cosine similarity of the graph outputs (all outputs of one image, flattened)
-on the worst calibration image, so no single image may drift further than the target.
+The criterion is the cosine similarity of the graph outputs (each output of one image flattened, the
+worst output counting; a detection layer's inputs instead of its rows) on the worst calibration image,
+so no single image and no single output may drift further than the target.
 """
 
 from __future__ import annotations
@@ -45,12 +46,44 @@ class MixedPrecisionReport:
 
 
 def output_cosine(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Per-image cosine similarity of all outputs (flattened and concatenated)."""
-    ref = np.concatenate([np.asarray(reference[k], np.float64).reshape(len(reference[k]), -1) for k in reference], 1)
-    can = np.concatenate([np.asarray(candidate[k], np.float64).reshape(len(candidate[k]), -1) for k in reference], 1)
-    num = np.sum(ref * can, axis=1)
-    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(can, axis=1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1), np.where(np.all(ref == can, axis=1), 1.0, 0.0))
+    """Per-image cosine similarity of the outputs: each output flattened on its own, the worst output
+    counting (so a small second output, a mask or a box regression, is not drowned by a larger one)."""
+    worst = None
+    for k in reference:
+        ref = np.asarray(reference[k], np.float64).reshape(len(reference[k]), -1)
+        can = np.asarray(candidate[k], np.float64).reshape(len(candidate[k]), -1)
+        num = np.sum(ref * can, axis=1)
+        den = np.linalg.norm(ref, axis=1) * np.linalg.norm(can, axis=1)
+        cos = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(np.all(ref == can, axis=1), 1.0, 0.0))
+        worst = cos if worst is None else np.minimum(worst, cos)
+    return worst
+
+
+def compared_blobs(graph: Graph) -> list[str]:
+    """The blobs whose fp32/int8 agreement is measured: the graph outputs, except that the output of a
+    detection layer (data-dependent rows: boxes, proposals) is replaced by that layer's inputs, the
+    network's raw predictions, which have a fixed shape and change smoothly with the weights."""
+    from ncnnc.core.shapes_extra import DATA_DEPENDENT
+
+    producers = graph.producers()
+    inputs = set(graph.inputs)
+
+    def detection_layer(blob: str):
+        layer = producers.get(blob)
+        while layer is not None and layer.type == "Split":
+            layer = producers.get(layer.inputs[0])
+        return layer if layer is not None and layer.type in DATA_DEPENDENT else None
+
+    out: list[str] = []
+    stack = list(reversed(graph.outputs))
+    while stack:
+        blob = stack.pop()
+        layer = detection_layer(blob)
+        if layer is not None:
+            stack.extend(reversed([b for b in layer.inputs if b not in inputs]))
+        elif blob not in out and blob not in inputs:
+            out.append(blob)
+    return out
 
 
 def _frontier(graph: Graph, index: int) -> list[str]:
@@ -74,7 +107,7 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
     fixed = set(fp32_layers) | set(table.commented)
     candidates = [layer.name for layer in graph.layers
                   if layer.name in table.input_scales and layer.name in table.weight_scales and layer.name not in fixed]
-    outputs = graph.outputs
+    outputs = compared_blobs(graph)
     reference = Interpreter(graph).run(dict(inputs), outputs)
     report = MixedPrecisionReport(target_cos)
 

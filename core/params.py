@@ -90,6 +90,12 @@ def register_schema(schema: LayerSchema) -> LayerSchema:
     return schema
 
 
+def schema_types() -> list[str]:
+    """The names of every known layer type: the built-ins, and those plugins registered."""
+    get_schema("Input")  # loads the built-in schemas
+    return list(_SCHEMAS)
+
+
 def get_schema(layer_type: str) -> LayerSchema | None:
     """The schema of a layer type, or None when ncnnc does not know the type."""
     if not _SCHEMAS:
