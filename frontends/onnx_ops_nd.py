@@ -7,6 +7,7 @@ static input size.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -81,11 +82,14 @@ def pool_nd(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> None:
     attrs = cx.attrs(node)
     strides = list(attrs.get("strides", [1] * rank))
     dilations = list(attrs.get("dilations", [1] * rank))
-    if dilations != [1] * rank:
-        raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling{rank}D")
     sizes = cx.shape(node.input[0])[2:]
     begins, ends = window_pads(cx, attrs, sizes, kernel, strides, dilations)
     is_max = node.op_type == "MaxPool"
+    if dilations != [1] * rank:
+        if not is_max or rank != 1:
+            raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling{rank}D")
+        dilated_max_pool(cx, node, kernel, strides, dilations, begins, ends)
+        return
     include_pad = int(attrs.get("count_include_pad", 0)) if not is_max else 0
     outs = list(cx.shape(node.output[0])[2:])
     spans = [size + b + e - k for size, b, e, k in zip(sizes, begins, ends, kernel)]
@@ -102,3 +106,55 @@ def pool_nd(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> None:
     if include_pad:
         params[6] = 1
     cx.add(f"Pooling{rank}D", [cx.logical_blob(node.input[0])], [node.output[0]], params)
+
+
+def dilated_max_pool(cx: Converter, node: onnx.NodeProto, kernel: list[int], strides: list[int],
+                     dilations: list[int], begins: list[int], ends: list[int]) -> None:
+    """MaxPool with dilations on NCW / NCHW -> the maximum of its taps, exactly.
+
+    ncnn's pooling has no dilation, but a dilated max pool is the maximum over its kernel taps of
+    strided views of the input: each tap is a Crop of the ``-FLT_MAX``-padded input subsampled by a
+    1-wide Pooling of the pool's stride, and BinaryOp max combines them (``prod(kernel)`` taps).
+    """
+    from ncnnc.core.layer_types import FLT_MAX
+
+    rank = len(kernel)
+    src = cx.logical_blob(node.input[0])
+    shape = cx.nshape[src]
+    sizes, outs = list(shape[1:]), list(cx.shape(node.output[0])[2:])
+    # pad so that every tap's last position exists (ceil_mode windows may reach past the pads)
+    need = [(k - 1) * d + s * (o - 1) + 1 for k, d, s, o in zip(kernel, dilations, strides, outs)]
+    after = [max(e, n - b - size) for n, b, e, size in zip(need, begins, ends, sizes)]
+    padded_shape = (shape[0], *(b + size + a for b, size, a in zip(begins, sizes, after)))
+    if any(begins) or any(after):
+        padded = cx.fresh_blob(f"{node.output[0]}_padded")
+        ids = {1: ((2, 3),), 2: ((0, 1), (2, 3))}[rank]
+        params = {4: 0, 5: -FLT_MAX}
+        for (lo_id, hi_id), b, a in zip(ids, begins, after):
+            params[lo_id], params[hi_id] = b, a
+        cx.add("Padding", [src], [padded], params, shapes=[padded_shape])
+        src = padded
+    out = node.output[0]
+    acc = None
+    out_shape = (shape[0], *outs)
+    for k, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+        starts = [t * d for t, d in zip(tap, dilations)]
+        stops = [st + s * (o - 1) + 1 for st, s, o in zip(starts, strides, outs)]
+        crop = cx.fresh_blob(f"{out}_tap{k}")
+        cx.add("Crop", [src], [crop], {9: starts, 10: stops, 11: list(range(1, rank + 1))},
+               shapes=[(shape[0], *(b - a for a, b in zip(starts, stops)))])
+        picked = cx.fresh_blob(f"{out}_tap{k}_strided")
+        if rank == 1:
+            cx.add("Pooling1D", [crop], [picked], {0: 0, 1: 1, 2: strides[0], 5: 1}, shapes=[out_shape])
+        else:
+            cx.add("Pooling", [crop], [picked], {0: 0, 1: 1, 11: 1, 2: strides[1], 12: strides[0], 5: 1},
+                   shapes=[out_shape])
+        if acc is None:
+            acc = picked
+            continue
+        last = k == int(np.prod(kernel)) - 1
+        target = out if last else cx.fresh_blob(f"{out}_max{k}")
+        cx.add("BinaryOp", [acc, picked], [target], {0: 4}, shapes=[out_shape])
+        acc = target
+    if acc != out:  # a 1-tap kernel
+        cx.add("Noop", [acc], [out], shapes=[out_shape])

@@ -9,7 +9,7 @@ import onnx
 
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
-from ncnnc.frontends.onnx_ops_nd import conv_nd, pool_nd
+from ncnnc.frontends.onnx_ops_nd import conv_nd, dilated_max_pool, pool_nd
 
 
 def _pads_2d(cx: Converter, attrs: dict, in_hw: tuple[int, int], kernel: list[int], strides: list[int],
@@ -120,9 +120,12 @@ def pool(cx: Converter, node: onnx.NodeProto) -> None:
         pool_nd(cx, node, kernel)
         return
     strides, dilations, pads = _window(cx, node, kernel)
-    if dilations != [1, 1]:
-        raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling")
     is_max = node.op_type == "MaxPool"
+    if dilations != [1, 1]:
+        if not is_max:
+            raise cx.unsupported(f"pooling dilations {dilations} are not supported by ncnn's Pooling")
+        dilated_max_pool(cx, node, kernel, strides, dilations, pads[:2], pads[2:])
+        return
     include_pad = int(attrs.get("count_include_pad", 0)) if not is_max else 0
     in_hw = cx.shape(node.input[0])[2:]
     out_hw = list(cx.shape(node.output[0])[2:])

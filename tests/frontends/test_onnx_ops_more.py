@@ -253,3 +253,16 @@ def test_matmul(tmp_path, a, b, b_const):
 def test_transpose_4d(perm):
     node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, *perm])
     check_here(make_model([node], {"x": [1, 2, 3, 4, 5]}))
+
+
+@FEW
+@given(rank=st.sampled_from([1, 2]), k=st.integers(1, 3), stride=st.integers(1, 3), dil=st.integers(2, 3),
+       pad=st.integers(0, 1), ceil=st.integers(0, 1))
+def test_dilated_max_pool(rank, k, stride, dil, pad, ceil):
+    """ncnn pooling has no dilation: the maximum of strided crops of the padded input, exactly."""
+    assume(pad < k)
+    spatial = [13] if rank == 1 else [9, 8]
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[k] * rank, strides=[stride] * rank,
+                            dilations=[dil] * rank, pads=[pad] * 2 * rank, ceil_mode=ceil)
+    graph = check_here(make_model([node], {"x": [1, 3, *spatial]}, opset=12))
+    assert "Crop" in types(graph) or k == 1

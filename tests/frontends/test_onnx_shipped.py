@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from onnx_shipped import run_all, shipped_cases, summary
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "onnx.md"
-MIN_MATCHES = 105
+MIN_MATCHES = 107
 """Cases that convert and match today; a change that loses one fails here."""
 
 
