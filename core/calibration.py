@@ -33,6 +33,7 @@ import numpy as np
 
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import Executor, Job, LocalExecutor, Session, Worker, make_executor, split
+from ncnnc.core.input_check import check_mean_norm
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
@@ -409,6 +410,8 @@ def input_specs(graph: Graph, lists: Sequence[str | Path | Sequence[str | Path]]
         if px not in PIXEL_TYPES:
             raise NcnncError(f"unknown pixel type {px!r} (one of {', '.join(PIXEL_TYPES)})")
         shp = tuple(int(v) for v in shape[i]) if shape else _input_layer_shape(graph, blob)
+        check_mean_norm(mean[i] if mean else None, norm[i] if norm else None, px, npy,
+                        shape[i] if shape and px != "RAW" else None)
         specs.append(InputSpec(blob, paths, shp, tuple(mean[i]) if mean else (),
                                tuple(norm[i]) if norm else (), px, npy, source))
     counts = {len(s.paths) for s in specs}

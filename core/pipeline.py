@@ -140,6 +140,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     """
     from ncnnc.core.calibration import calibrate
     from ncnnc.core.evaluate import quantized_count_line
+    from ncnnc.core.input_check import check_mean_norm
     from ncnnc.core.optimize import optimize
     from ncnnc.plugins.quantizer import check_fp32_model, quantize
 
@@ -164,8 +165,17 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         flag = "--emit-asm" if emit_asm else "--emit-llvm"
         raise NcnncError(f"{flag} needs a code generation target (--target NAME)")
     start = time.perf_counter()
+    if int8:
+        check_mean_norm(mean, norm, pixel, shape=shape)
     graph, source = _load(model)
     check_fp32_model(graph, source)
+    if int8 and shape and len(graph.inputs) == 1:  # the calibration images' shape must fit the weights: say so now
+        from ncnnc.core.input_check import PIXEL_CHANNELS, check_shape_fits
+
+        w, h, *c = (int(v) for v in shape)
+        if w > 0 and h > 0:
+            c = c or [PIXEL_CHANNELS.get(pixel.upper(), 3)]
+            check_shape_fits(graph.copy(), {graph.inputs[0]: (c[0], h, w)}, f"shape=[{','.join(map(str, shape))}]")
     result = CompileResult(graph, None, fp32_bytes=_fp32_size(graph))
     result.stages["load"] = time.perf_counter() - start
     result.notes["load"] = f"{source}: {len(graph)} layers"

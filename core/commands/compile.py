@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ncnnc.core.calibration import DEFAULT_THREADS
+from ncnnc.core.commands.preprocessing import add_flags, merge
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
@@ -44,6 +45,7 @@ def allow_intermixed(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc compile``."""
     allow_intermixed(parser)
+    add_flags(parser)
     parser.add_argument("items", nargs="+", metavar="MODEL_OR_OPTION",
                         help="model file(s) (ncnn .param .bin, .onnx, .prototxt .caffemodel), then ncnn2table-style "
                              "options: mean=[..] norm=[..] shape=[w,h,c] pixel=BGR method=kl thread=N and "
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from ncnnc.core.pipeline import compile
 
     paths, options, method_params = split_items(args.items)
+    options = merge(args, options)
     check_method_params(options.get("method", "kl"), method_params)
     if args.int8 and not args.calib:
         raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")

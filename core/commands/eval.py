@@ -19,8 +19,10 @@ HELP = "compare an fp32 model and its int8 version on images: top-1/top-5, agree
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc eval``."""
     from ncnnc.core.commands.compile import allow_intermixed
+    from ncnnc.core.commands.preprocessing import add_flags
 
     allow_intermixed(parser)
+    add_flags(parser)
     parser.add_argument("fp32_param", metavar="FP32.param")
     parser.add_argument("fp32_bin", metavar="FP32.bin")
     parser.add_argument("int8_param", metavar="INT8.param")
@@ -42,10 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
     from ncnnc.core.commands.compile import parse_number_list, split_items
+    from ncnnc.core.commands.preprocessing import merge
     from ncnnc.core.errors import NcnncError
     from ncnnc.core.evaluate import evaluate
 
     _, options, unknown = split_items(["-", *args.options])
+    options = merge(args, options)
     if "method" in options or "thread" in options or unknown:
         raise NcnncError("eval takes only mean=, norm=, shape= and pixel=")
     result = evaluate((args.fp32_param, args.fp32_bin), (args.int8_param, args.int8_bin), args.images,

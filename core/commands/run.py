@@ -9,11 +9,13 @@ process (aarch64 under ``qemu-aarch64``), all inputs in one run.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ncnnc.core.commands.preprocessing import add_flags, merge
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.fileio import atomic_outputs
 from ncnnc.core.ir import Graph
@@ -27,9 +29,14 @@ OPTION_KEYS = ("mean", "norm", "shape", "pixel")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc run``."""
+    from ncnnc.core.commands.compile import allow_intermixed
+
+    allow_intermixed(parser)
     parser.add_argument("args", nargs="+", metavar="ARG",
-                        help="MODEL.param MODEL.bin INPUT... [mean=[..]] [norm=[..]] [shape=[w,h(,c)]] "
-                             f"[pixel={'|'.join(PIXEL_TYPES)}]; INPUT is an image or a float32 c,h,w .npy")
+                        help="MODEL.param MODEL.bin (or MODEL.onnx, MODEL.prototxt MODEL.caffemodel) INPUT... "
+                             f"[mean=[..]] [norm=[..]] [shape=[w,h(,c)]] [pixel={'|'.join(PIXEL_TYPES)}]; "
+                             "INPUT is an image or a float32 c,h,w .npy")
+    add_flags(parser)
     parser.add_argument("--input", help="input blob (default: the model's only input)")
     parser.add_argument("--output", action="append", help="output blob (repeatable; default: the model's outputs)")
     parser.add_argument("--top", type=int, default=5, metavar="K", help="classes to print per output (default 5)")
@@ -42,14 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run, e.g. armv8, is linked and run under qemu)")
 
 
-def parse_options(tokens: Sequence[str]) -> tuple[list[str], dict]:
-    """Split ``key=value`` options (ncnn2table's syntax) from paths; values parsed and checked."""
-    paths, options = [], {}
+def parse_options(tokens: Sequence[str], flags: argparse.Namespace | None = None) -> tuple[list[str], dict]:
+    """Split ``key=value`` options (ncnn2table's syntax) from paths, add ``--key`` flags; values parsed and checked."""
+    paths, words = [], {}
     for tok in tokens:
         key, eq, value = tok.partition("=")
         if not eq or key not in OPTION_KEYS:
             paths.append(tok)
-            continue
+        else:
+            words[key] = value
+    options: dict = {}
+    for key, value in (merge(flags, words) if flags is not None else words).items():
         if key == "pixel":
             if value.upper() not in PIXEL_TYPES:
                 raise NcnncError(f"pixel={value}: expected one of {', '.join(PIXEL_TYPES)}")
@@ -154,15 +164,56 @@ def _labels(path: str | None) -> list[str] | None:
     return [line.split(" ", 1)[1] if " " in line else line for line in lines]
 
 
+def split_model(paths: list[str]) -> tuple[list[str], list[str]]:
+    """The model files (whichever frontend reads them: ``.param .bin``, ``.onnx``, ``.prototxt .caffemodel``)
+    at the start of ``paths``, and the rest."""
+    from ncnnc.core.calibration import INPUT_FILE_SUFFIXES
+    from ncnnc.core.registry import registry
+
+    frontends = registry().all("frontends")
+    for n in (2, 1):
+        head = paths[:n]
+        if len(head) < n or (n == 2 and Path(head[1]).suffix.lower() in INPUT_FILE_SUFFIXES):
+            continue
+        if any(f.item.claims(head) for f in frontends):
+            return head, paths[n:]
+    usages = "; ".join(f.item.usage for f in frontends if f.item.usage)
+    raise NcnncError(f"expected model files first ({usages}), then INPUT...")
+
+
+def _say_defaults(options: dict, declared: tuple[int, ...] | None) -> None:
+    """State the preprocessing used for images when some of it was not given (nothing silent)."""
+    missing = [k for k in OPTION_KEYS if k not in options]
+    if not missing:
+        return
+    shape = (f"shape=[{declared[-1]},{declared[-2]}] from the Input layer" if declared and len(declared) >= 2
+             else "each image's own size")
+    used = {"pixel": "pixel=BGR", "shape": shape, "mean": "no mean", "norm": "no norm"}
+    print(f"ncnnc run: preprocessing not given, using {', '.join(used[k] for k in missing)} "
+          "(set with mean=[..] norm=[..] shape=[w,h] pixel=.. or --mean/--norm/--shape/--pixel)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the model and print the top classes of each output for each input."""
-    from ncnnc.frontends.ncnn import load
+    from ncnnc.core.frontend import load_model
+    from ncnnc.core.input_check import PIXEL_CHANNELS, check_mean_norm, check_shape_fits
 
-    paths, options = parse_options(args.args)
-    if len(paths) < 3:
-        raise NcnncError("expected MODEL.param MODEL.bin INPUT...")
-    param, binf, *inputs = paths
-    graph = load(param, binf)
+    paths, options = parse_options(args.args, args)
+    model, inputs = split_model(paths)
+    if not inputs:
+        raise NcnncError(f"no INPUT given after the model files ({' '.join(model)})")
+    try:
+        graph = load_model(model)
+    except NcnncError:  # an input without a fixed size (ONNX): the images' shape gives it
+        if "shape" not in options:
+            raise
+        w, h, *c = options["shape"]
+        graph = load_model(model, shape=[w, h, *(c or [PIXEL_CHANNELS.get(options.get("pixel", "BGR"), 3)])])
+    missing = graph.missing_weights()
+    if missing:
+        raise NcnncError(f"layer {missing[0][0].name} has no weights: give the model's weights too", model[0])
+    check_mean_norm(options.get("mean"), options.get("norm"), options.get("pixel", "BGR"), shape=options.get("shape"))
+    param = model[0]
     blob = args.input or (graph.inputs[0] if len(graph.inputs) == 1 else None)
     if blob is None:
         raise NcnncError(f"the model has inputs {', '.join(graph.inputs)}: choose one with --input", param)
@@ -174,14 +225,23 @@ def run(args: argparse.Namespace) -> int:
     labels = _labels(args.labels)
     declared = _input_shape(graph, blob)
     tensors = [read_input(p, options, declared) for p in inputs]
+    setting = f"shape=[{','.join(map(str, options['shape']))}]" if "shape" in options else "the input"
+    check_shape_fits(graph, {blob: tuple(tensors[0].shape)}, setting)
+    if any(not p.endswith(".npy") for p in inputs):
+        _say_defaults(options, declared)
     if args.target and args.backend != "llvm":
         raise NcnncError("--target needs --backend llvm")
     if args.backend == "numpy":
         results = _run_numpy(graph, blob, tensors, outputs)
     elif args.backend == "llvm":
         results = _run_llvm(graph, blob, tensors, outputs, args.target)
-    else:
-        results = _run_ncnn(param, binf, blob, tensors, outputs)
+    elif len(model) == 2 and model[0].endswith(".param"):
+        results = _run_ncnn(model[0], model[1], blob, tensors, outputs)
+    else:  # another frontend's model: the runtime reads it as the ncnn model ncnnc converts it to
+        from ncnnc.backends.ncnn_runtime import run_graph
+
+        per = [run_graph(graph, {blob: t}, outputs) for t in tensors]
+        results = {o: np.stack([r[o] for r in per]) for o in outputs}
     for i, path in enumerate(inputs):
         for name in outputs:
             _print_top(path, name, results[name][i], args.top, labels)
