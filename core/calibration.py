@@ -326,8 +326,8 @@ class InputSpec:
     def load(self, index: int) -> np.ndarray:
         """The preprocessed tensor of file ``index`` in ncnn layout ``(c, h, w)``, float32."""
         path = self.paths[index]
-        if self.npy:
-            return load_npy(path, self.shape)
+        if self.npy or path.suffix.lower() == ".npy":  # a .npy in an image list: a tensor input (im_info)
+            return load_npy(path, self.shape if self.npy else ())
         from ncnnc.core.preprocess import load_image, substract_mean_normalize
 
         try:

@@ -99,6 +99,8 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
             raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", model_path)
     _check_table(graph, table, table_path)
     report = QuantizeReport()
+    reasons |= {name: ONE_D_REASON for name in _one_d_convolutions(graph) if name not in keep}
+    keep |= set(reasons)
     for layer in graph.layers:
         if layer.type not in STATIC_TYPES + DYNAMIC_TYPES:
             continue
@@ -153,6 +155,24 @@ def _check_table(graph: Graph, table: CalibrationTable, path: str | None) -> Non
             if have != want:
                 raise NcnncError(f"the table has {have} weight scales, the {layer.type} needs {want} "
                                  "(a table for another model?)", path, where)
+
+
+ONE_D_REASON = ("reads a 1-D blob: the ncnn runtime runs this 1x1 Convolution as an InnerProduct, and its int8 "
+                "form there gives wrong results")
+
+
+def _one_d_convolutions(graph: Graph) -> list[str]:
+    """Convolutions whose input is a 1-D blob (after a global pooling: PP-OCRv5's squeeze-excitation
+    blocks), by shapes inferred from the input shapes calibration used (none known: none found)."""
+    from ncnnc.core.shapes import infer_shapes
+
+    given = {b: graph.shapes[b] for b in graph.inputs if b in graph.shapes}  # as calibration saw them
+    try:
+        shapes = infer_shapes(graph.copy(), given)
+    except NcnncError:
+        return []
+    return [layer.name for layer in graph.layers
+            if layer.type == "Convolution" and len(shapes.get(layer.inputs[0], (0, 0))) == 1]
 
 
 def _static_reason_to_skip(layer: Layer, table: CalibrationTable) -> str:

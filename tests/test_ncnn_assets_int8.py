@@ -1,0 +1,145 @@
+"""Calibration and quantization of the non-classifier asset models (random weights from the schemas, the
+shared images): PP-OCRv5 det (1x1 convolutions on the 1-D blobs of global poolings), a two-input Faster
+R-CNN (an ``im_info`` tensor beside the image), and auto mixed precision on a detector whose output
+rows depend on the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ncnnc
+from ncnnc.backends.ncnn_runtime import RuntimeNet
+from ncnnc.backends.ncnn_writer import save
+from ncnnc.backends.numpy import Interpreter
+from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.calibration import calibrate
+from ncnnc.core.mixed_precision import compared_blobs
+from ncnnc.core.random_weights import fill_missing_weights
+from ncnnc.frontends.ncnn import load
+from ncnnc.plugins.quantizer import ONE_D_REASON, quantize
+
+ASSETS = Path(__file__).parent / "data" / "ncnn_assets"
+
+
+def random_model(name: str, folder: Path) -> tuple[Path, Path]:
+    """An asset model written with random weights."""
+    graph = load(ASSETS / f"{name}.param")
+    fill_missing_weights(graph, seed=2)
+    param, binf = folder / f"{name}.param", folder / f"{name}.bin"
+    save(graph, param, binf)
+    return param, binf
+
+
+def test_ppocr_det_compiles_to_int8(tmp_path: Path, image_paths: list[Path]) -> None:
+    """compile --int8 accepts PP-OCRv5 det (its input check follows ncnn's 1-D blob semantics); the 1x1
+    convolutions on 1-D blobs stay fp32; the runtime's int8 output equals the numpy int8 simulation."""
+    param, binf = random_model("PP_OCRv5_mobile_det.ncnn", tmp_path)
+    result = ncnnc.compile([param, binf], calib=image_paths[:4], mean=[123.675, 116.28, 103.53],
+                           norm=[0.0171, 0.0175, 0.0174], shape=[64, 64, 3], pixel="RGB", out_dir=tmp_path / "out")
+    kept = {name for name, why in result.quantize_report.kept_fp32.items() if why == ONE_D_REASON}
+    assert len(kept) == 10 and len(result.quantize_report.quantized) > 30
+    int8 = load(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin")
+    x = np.random.default_rng(0).uniform(-2, 2, (3, 64, 64)).astype(np.float32)
+    theirs = RuntimeNet(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin").run({"in0": x}, ["out0"])
+    ours = Interpreter(int8).run({"in0": x[None]})["out0"][0]
+    # int8 requantization ties may round differently between the runtime and the simulation: 5e-3
+    assert np.abs(ours - theirs["out0"]).max() <= 5e-3 * max(1.0, float(np.abs(theirs["out0"]).max()))
+
+
+def tiny_rcnn(folder: Path) -> tuple[Path, Path]:
+    """A small Faster R-CNN (two inputs: image and ``im_info``; Proposal, ROIPooling, InnerProduct head)
+    written with random weights: the structure of ZF_faster_rcnn_final.param at a fraction of its weights."""
+    b = GraphBuilder()
+    data, info = b.input("data", (3, 64, 64)), b.input("im_info", (3,))
+    x = b.layer("Convolution", [data], {0: 16, 1: 3, 3: 2, 4: 1, 5: 1, 6: 432, 9: 1})
+    x = b.layer("Convolution", [x], {0: 16, 1: 3, 3: 2, 4: 1, 5: 1, 6: 2304, 9: 1})
+    feat, to_cls, to_box = b.layer("Split", [x], outputs=3)
+    cls = b.layer("Convolution", [to_cls], {0: 18, 1: 1, 5: 1, 6: 288})
+    cls = b.layer("Reshape", [cls], {0: 0, 1: -1, 2: 2})
+    cls = b.layer("Softmax", [cls], {0: 0})
+    cls = b.layer("Reshape", [cls], {0: 0, 1: -1, 2: 18})
+    box = b.layer("Convolution", [to_box], {0: 36, 1: 1, 5: 1, 6: 576})
+    rois = b.layer("Proposal", [cls, box, info], {0: 4, 1: 4, 2: 300, 3: 10, 4: 0.7, 5: 2})
+    pooled = b.layer("ROIPooling", [feat, rois], {0: 4, 1: 4, 2: 0.25})
+    fc = b.layer("InnerProduct", [pooled], {0: 32, 1: 1, 2: 32 * 16 * 4 * 4, 9: 1})
+    b.layer("InnerProduct", [fc], {0: 5, 1: 1, 2: 32 * 5})
+    graph = b.build()
+    fill_missing_weights(graph, seed=3)
+    param, binf = folder / "rcnn.param", folder / "rcnn.bin"
+    save(graph, param, binf)
+    return param, binf
+
+
+def test_two_input_rcnn_calibrates_and_quantizes(tmp_path: Path, image_paths: list[Path]) -> None:
+    """A Faster R-CNN: images for ``data`` and ``.npy`` tensors for ``im_info``, one list per input with
+    per-input shapes (ncnn2table's form); the convolutions and the InnerProducts after ROIPooling get
+    scales, Proposal and ROIPooling stay fp32; the int8 model runs in the runtime like the simulation."""
+    param, binf = tiny_rcnn(tmp_path)
+    infos = []
+    for i in range(3):
+        infos.append(tmp_path / f"info{i}.npy")
+        np.save(infos[-1], np.array([64, 64, 1.0], np.float32))
+    graph = load(param, binf)
+    table = calibrate(graph, lists=[image_paths[:3], infos], mean=[[104, 117, 123], []], norm=[[1, 1, 1], []],
+                      shape=[[64, 64, 3], [3]], pixel=["BGR", "BGR"], method="minmax").table
+    types = {layer.name: layer.type for layer in graph.layers}
+    assert sorted(types[n] for n in table.input_scales) == ["Convolution"] * 4 + ["InnerProduct"] * 2
+    int8 = quantize(graph, table).graph
+    save(int8, tmp_path / "q.param", tmp_path / "q.bin")
+    x = {"data": np.random.default_rng(1).uniform(-100, 100, (3, 64, 64)).astype(np.float32),
+         "im_info": np.array([64, 64, 1.0], np.float32)}
+    theirs = RuntimeNet(tmp_path / "q.param", tmp_path / "q.bin").run(x, int8.outputs)
+    ours = Interpreter(int8).run({k: v[None] for k, v in x.items()})
+    for name in int8.outputs:
+        assert np.abs(ours[name][0] - theirs[name]).max() <= 5e-3 * max(1.0, float(np.abs(theirs[name]).max()))
+
+
+def tiny_ssd(folder: Path) -> tuple[Path, Path]:
+    """A small SSD: a backbone, location and confidence heads, PriorBox and DetectionOutput."""
+    b = GraphBuilder()
+    data = b.input("data", (3, 48, 48))
+    img, to_feat = b.layer("Split", [data], outputs=2)
+    x = b.layer("Convolution", [to_feat], {0: 8, 1: 3, 3: 2, 4: 1, 5: 1, 6: 216, 9: 1})
+    x = b.layer("Convolution", [x], {0: 16, 1: 3, 3: 2, 4: 1, 5: 1, 6: 1152, 9: 1})
+    to_loc, to_conf, to_prior = b.layer("Split", [x], outputs=3)
+    loc = b.layer("Flatten", [b.layer("Permute", [b.layer("Convolution", [to_loc], {0: 12, 1: 1, 5: 1, 6: 192})],
+                                      {0: 3})])
+    conf = b.layer("Convolution", [to_conf], {0: 9, 1: 1, 5: 1, 6: 144})
+    conf = b.layer("Reshape", [b.layer("Permute", [conf], {0: 3})], {0: 3, 1: -1})
+    conf = b.layer("Flatten", [b.layer("Softmax", [conf], {0: 1, 1: 1})])
+    prior = b.layer("PriorBox", [to_prior, img], {0: [12.0], 1: [24.0], 2: [2.0], 7: 0, 9: -233, 10: -233,
+                                                   13: 0.5})
+    b.layer("DetectionOutput", [loc, conf, prior], {0: 3, 1: 0.45, 3: 20, 4: 0.3})
+    graph = b.build()
+    fill_missing_weights(graph, seed=4)
+    param, binf = folder / "ssd.param", folder / "ssd.bin"
+    save(graph, param, binf)
+    return param, binf
+
+
+def test_auto_mixed_precision_on_a_detector(tmp_path: Path, image_paths: list[Path]) -> None:
+    """A detector ending in DetectionOutput: agreement is measured on the detection layer's inputs (its
+    output rows depend on the data), and auto mixed precision reaches its target there."""
+    assert compared_blobs(load(ASSETS / "mobilenet_ssd_voc_ncnn.param")) == \
+        ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    param, binf = tiny_ssd(tmp_path)
+    result = ncnnc.compile([param, binf], calib=image_paths[:4], mean=[127.5] * 3, norm=[0.007843] * 3,
+                           shape=[48, 48, 3], auto_mixed_precision=True, target_cos=0.9999, amp_images=4,
+                           out_dir=tmp_path / "out")
+    amp = result.mixed_precision
+    assert amp is not None and amp.final_cosine >= 0.9999 and amp.final_cosine >= amp.int8_cosine
+    RuntimeNet(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin")  # the runtime loads it
+
+
+@pytest.mark.parametrize("model,blobs", [
+    ("pelee", ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox", "sigmoid"]),
+    ("yolov4-tiny-opt", ["29_208", "36_259"]),
+    ("rfcn_end2end", ["cls_prob", "bbox_pred"]),
+])
+def test_compared_blobs(model: str, blobs: list[str]) -> None:
+    """Outputs of detection layers are replaced by their inputs; other outputs stay."""
+    got = compared_blobs(load(ASSETS / f"{model}.param"))
+    assert got == blobs
