@@ -373,7 +373,7 @@ def _reduction(layer: Layer, ins: list[Shape]) -> list[Shape]:
 
 @shape_rule("ArgMax")
 def _argmax(layer: Layer, ins: list[Shape]) -> list[Shape]:
-    return [(layer.p("topk") * (2 if layer.p("out_max_val") else 1),)]
+    return [(2 if layer.p("out_max_val") else 1, layer.p("topk"))]  # ncnn: top_blob.create(topk, 1 or 2)
 
 
 @shape_rule("Embed")

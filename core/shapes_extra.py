@@ -173,9 +173,17 @@ def _reorg(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [(c * s * s, h // s, w // s)]
 
 
-@shape_rule("MVN", "Cast", "Packing")
+@shape_rule("Cast", "Packing")
 def _same(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [ins[0]]
+
+
+@shape_rule("MVN")
+def _mvn(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    if len(ins[0]) == 4:
+        return [ins[0]]
+    w, h, c = _whc(ins[0])
+    return [(c, h, w)]  # ncnn creates a 3-D blob for 1-D and 2-D inputs too
 
 
 @shape_rule("StatisticsPooling")

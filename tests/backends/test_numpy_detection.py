@@ -187,3 +187,38 @@ def test_reshape_shape_expression() -> None:
     rng = np.random.default_rng(6)
     compare(b.build(), {"x": rng.standard_normal((8, 30)).astype(np.float32),
                         "ref": rng.standard_normal((2, 6, 5)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("ltype,shape,params,weights", [
+    ("MVN", (4, 5, 6), {0: 1, 1: 0}, {}),
+    ("MVN", (4, 5, 6), {0: 1, 1: 1, 2: 0.01}, {}),
+    ("MVN", (3, 7), {0: 0}, {}),
+    ("Normalize", (4, 5, 6), {0: 1, 4: 1, 1: 0, 3: 4}, {"scale": [1.0, 2.0, 0.5, 3.0]}),
+    ("Normalize", (4, 5, 6), {0: 1, 4: 0, 1: 1, 2: 0.01, 9: 1, 3: 1}, {"scale": [2.0]}),
+    ("Normalize", (4, 5, 6), {0: 0, 4: 1, 1: 0, 9: 2, 3: 4}, {"scale": [1.0, 2.0, 0.5, 3.0]}),
+    ("Normalize", (4, 5, 6), {0: 0, 4: 1, 1: 1, 3: 1}, {"scale": [1.5]}),
+    ("StatisticsPooling", (4, 5, 6), {0: 1}, {}),
+    ("StatisticsPooling", (4, 5, 6), {}, {}),
+    ("Packing", (4, 5, 6), {0: 4}, {}),
+])
+def test_statistics_layers(ltype: str, shape: tuple, params: dict, weights: dict) -> None:
+    """Normalisation, pooling statistics and argmax (ties included: the input has repeated values)."""
+    b = GraphBuilder()
+    b.layer(ltype, [b.input("x", shape)], params, weights)
+    x = np.random.default_rng(7).choice(np.linspace(-2, 2, 9, dtype=np.float32), shape)
+    compare(b.build(), {"x": x}, tol=1e-4)
+
+
+@pytest.mark.parametrize("params", [{1: 3}, {0: 1, 1: 4}])
+def test_argmax(params: dict) -> None:
+    """ArgMax (not built into the PyPI ncnn runtime, so checked against ncnn's rule: pairs (value, index)
+    sorted descending, the larger index first among equal values), in the inferred shape."""
+    b = GraphBuilder()
+    b.layer("ArgMax", [b.input("x", (12,))], params)
+    graph = b.build()
+    x = np.array([1, 5, 3, 5, 2, 5, 0, 1, 4, 4, 3, 2], np.float32)
+    out = Interpreter(graph).run({"x": x[None]})[graph.outputs[0]][0]
+    assert out.shape == infer_shapes(graph, {"x": (12,)})[graph.outputs[0]]
+    assert list(out[-1]) == [5, 3, 1, 9][: params[1]]
+    if params.get(0):
+        assert list(out[0]) == [5, 5, 5, 4]
