@@ -9,7 +9,7 @@ int8 model uses and what other calibration methods would have chosen; accuracy; 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +49,6 @@ class QuantizationReport:
     int8_bytes: int
     images: int
     method: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 class _Alternatives(Calibrator):

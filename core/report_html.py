@@ -153,8 +153,3 @@ def write_html(report: QuantizationReport, path: str | Path) -> Path:
     with atomic_outputs(path) as (tmp,):
         tmp.write_text(text)
     return path
-
-
-def chart_count(report: QuantizationReport) -> int:
-    """How many charts the HTML holds: the cosine chart and one histogram per quantized layer."""
-    return 1 + len(report.layers)
