@@ -10,6 +10,7 @@ import onnx
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
 from ncnnc.frontends.onnx_ops_nd import conv_nd, dilated_max_pool, pool_nd
+from ncnnc.frontends.onnx_ops_tensor import binary_op
 
 
 def _pads_2d(cx: Converter, attrs: dict, in_hw: tuple[int, int], kernel: list[int], strides: list[int],
@@ -198,7 +199,7 @@ def leaky_relu(cx: Converter, node: onnx.NodeProto) -> None:
 
 @mapper("PRelu")
 def prelu(cx: Converter, node: onnx.NodeProto) -> None:
-    """PRelu with a per-channel or single slope -> PReLU.
+    """PRelu with a per-channel or single slope -> PReLU; any other broadcast slope -> :func:`_broadcast_prelu`.
 
     A 1-D slope of the channel count that cannot broadcast along the last axis is per channel: the
     meaning of PRelu before opset 7, which ``onnx.version_converter`` keeps as it is.
@@ -212,8 +213,23 @@ def prelu(cx: Converter, node: onnx.NodeProto) -> None:
     flat = slope.reshape(-1)
     legacy = slope.ndim == 1 and rank >= 3 and flat.size == shape[1] != shape[-1]
     if flat.size != 1 and not legacy and not (rank >= 2 and padded[1] == flat.size):
-        raise cx.unsupported(f"PRelu slope of shape {list(slope.shape)} is neither single nor per channel")
+        _broadcast_prelu(cx, node)
+        return
     _unary(cx, node, "PReLU", {0: int(flat.size)}, {"slope": flat})
+
+
+def _broadcast_prelu(cx: Converter, node: onnx.NodeProto) -> None:
+    """PRelu with a slope that broadcasts along other axes than the channel: ``relu(x) + slope * min(x, 0)``
+    as ReLU, Clip, BinaryOp mul and BinaryOp add."""
+    out = node.output[0]
+    blob = cx.blob(node.input[0])
+    positive, negative, scaled = (cx.fresh_blob(f"{out}_{part}") for part in ("pos", "neg", "scaled"))
+    cx.add("ReLU", [blob], [positive], shapes=[cx.nshape[blob]])
+    cx.add("Clip", [blob], [negative], {0: -FLT_MAX, 1: 0.0}, shapes=[cx.nshape[blob]])
+    for name in (positive, negative, scaled):
+        cx.g.shapes[name] = cx.shape(node.input[0])
+    binary_op(cx, negative, node.input[1], scaled, 2)
+    binary_op(cx, positive, scaled, out, 0)
 
 
 @mapper("Clip")

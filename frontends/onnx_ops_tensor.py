@@ -128,7 +128,7 @@ def split(cx: Converter, node: onnx.NodeProto) -> None:
 
 @mapper("Slice")
 def slice_(cx: Converter, node: onnx.NodeProto) -> None:
-    """Slice with step 1 -> Crop with explicit starts/ends/axes."""
+    """Slice -> Crop with explicit starts/ends/axes; steps > 1 on H and W add a strided 1x1 Pooling."""
     shape = cx.shape(node.input[0])
     rank = len(shape)
     if cx.opset < 10:
@@ -142,10 +142,10 @@ def slice_(cx: Converter, node: onnx.NodeProto) -> None:
         axes_in, steps_in = cx.input_const(node, 3), cx.input_const(node, 4)
         axes = axes_in.tolist() if axes_in is not None else list(range(len(starts)))
         steps = steps_in.tolist() if steps_in is not None else [1] * len(starts)
-    n_starts, n_ends, n_axes = [], [], []
+    n_starts, n_ends, n_axes, strides = [], [], [], {}
     for start, end, axis, step in zip(starts, ends, axes, steps):
         a = axis + rank if axis < 0 else axis
-        if step != 1:
+        if step < 1:
             raise cx.unsupported(f"Slice with step {step} is not supported")
         size = shape[a]
         lo = min(max(start + size if start < 0 else start, 0), size)
@@ -154,6 +154,10 @@ def slice_(cx: Converter, node: onnx.NodeProto) -> None:
             if (lo, hi) != (0, 1):
                 raise cx.unsupported("Slice on the batch axis is not supported")
             continue
+        if step > 1:
+            count = len(range(lo, hi, step))
+            hi = lo + step * (count - 1) + 1 if count else lo
+            strides[a - 1] = step
         n_starts.append(lo)
         n_ends.append(hi)
         n_axes.append(a - 1)
@@ -161,7 +165,33 @@ def slice_(cx: Converter, node: onnx.NodeProto) -> None:
     if not n_axes or all((lo, hi) == (0, shape[a + 1]) for lo, hi, a in zip(n_starts, n_ends, n_axes)):
         cx.passthrough(node, blob)
         return
-    cx.add("Crop", [blob], [node.output[0]], {9: n_starts, 10: n_ends, 11: n_axes})
+    if not strides:
+        cx.add("Crop", [blob], [node.output[0]], {9: n_starts, 10: n_ends, 11: n_axes})
+        return
+    _strided_slice(cx, node, blob, n_starts, n_ends, n_axes, strides)
+
+
+def _strided_slice(cx: Converter, node: onnx.NodeProto, blob: str, starts: list[int], ends: list[int],
+                   axes: list[int], strides: dict[int, int]) -> None:
+    """Slice with steps > 1 along h and w: Crop to the first..last picked position, then a 1x1 max
+    Pooling with the steps as strides picks every step-th position (exact)."""
+    dims = len(cx.nshape[blob])
+    image_strides = {a + 3 - dims: step for a, step in strides.items()}  # axes of the blob seen as (c, h, w)
+    if dims > 3 or 0 in image_strides:
+        raise cx.unsupported(f"Slice with steps {list(strides.values())} is supported on the H and W axes only")
+    cropped_shape = list(cx.nshape[blob])
+    for lo, hi, a in zip(starts, ends, axes):
+        cropped_shape[a] = hi - lo
+    cropped = cx.fresh_blob(f"{node.output[0]}_cropped")
+    cx.add("Crop", [blob], [cropped], {9: starts, 10: ends, 11: axes}, shapes=[tuple(cropped_shape)])
+    image = (1,) * (3 - dims) + tuple(cropped_shape)
+    src = cx.blob_as(cropped, image)
+    sh, sw = image_strides.get(1, 1), image_strides.get(2, 1)
+    out_image = (image[0], (image[1] - 1) // sh + 1, (image[2] - 1) // sw + 1)
+    picked = cx.fresh_blob(f"{node.output[0]}_strided") if dims < 3 else node.output[0]
+    cx.add("Pooling", [src], [picked], {0: 0, 1: 1, 11: 1, 2: sw, 12: sh, 5: 1}, shapes=[out_image])
+    if dims < 3:
+        cx.add("Reshape", [picked], [node.output[0]], reshape_params(cx.logical(node.output[0])))
 
 
 PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2}

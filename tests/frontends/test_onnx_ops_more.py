@@ -266,3 +266,20 @@ def test_dilated_max_pool(rank, k, stride, dil, pad, ceil):
                             dilations=[dil] * rank, pads=[pad] * 2 * rank, ceil_mode=ceil)
     graph = check_here(make_model([node], {"x": [1, 3, *spatial]}, opset=12))
     assert "Crop" in types(graph) or k == 1
+
+
+@FEW
+@given(shape=st.sampled_from([[1, 3, 9, 8], [1, 7, 10], [1, 11]]), start=st.integers(-4, 3), stop=st.integers(-2, 12),
+       step=st.integers(1, 3), last=st.booleans())
+def test_slice_with_steps(shape, start, stop, step, last):
+    axis = len(shape) - 1 if last or len(shape) == 2 else len(shape) - 2
+    assume(len(range(*slice(start, stop).indices(shape[axis]))[::step]) > 0)
+    inits = {n: np.array([v], np.int64) for n, v in (("s", start), ("e", stop), ("a", axis), ("k", step))}
+    node = helper.make_node("Slice", ["x", "s", "e", "a", "k"], ["y"])
+    check_here(make_model([node], {"x": shape}, inits))
+
+
+@pytest.mark.parametrize("slope_shape", [(4,), (3, 1), (1, 3, 4), (2, 3, 4)])
+def test_prelu_broadcast_slope(tmp_path, slope_shape):
+    node = helper.make_node("PRelu", ["x", "s"], ["y"])
+    check(make_model([node], {"x": [1, 2, 3, 4]}, {"s": rand(*slope_shape)}), tmp_path)
