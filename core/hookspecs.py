@@ -71,6 +71,15 @@ def ncnnc_calibrators() -> list:
 
 
 @hookspec
+def ncnnc_refiners() -> list:
+    """Refine steps run between calibration and quantization: :class:`ncnnc.core.refine.Refiner` objects.
+
+    A refiner adjusts each quantized layer's fp32 weights and bias, in model order, seeing the layer's
+    input in the fp32 model and in the model quantized so far (``docs/quantization.md``).
+    """
+
+
+@hookspec
 def ncnnc_backends() -> list:
     """Graph consumers: :class:`ncnnc.core.backend.Backend` objects (writers, interpreters, code generators)."""
 

@@ -95,27 +95,32 @@ def _frontier(graph: Graph, index: int) -> list[str]:
 
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
                        target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
-                       progress: Progress | None = None) -> MixedPrecisionReport:
+                       progress: Progress | None = None, reference: Graph | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
-    are fp32 already (user's choice) and are not candidates.
+    are fp32 already (user's choice) and are not candidates.  ``reference`` is the fp32 model when
+    ``graph``'s weights were refined for int8: its outputs are the goal, and a layer kept fp32 gets
+    its weights back from it.
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
+    from ncnnc.core.refine import restore_layers
     from ncnnc.plugins.quantizer import quantize
 
     fixed = set(fp32_layers) | set(table.commented)
     candidates = [layer.name for layer in graph.layers
                   if layer.name in table.input_scales and layer.name in table.weight_scales and layer.name not in fixed]
     outputs = compared_blobs(graph)
-    reference = Interpreter(graph).run(dict(inputs), outputs)
+    goal = Interpreter(reference or graph).run(dict(inputs), outputs)
     report = MixedPrecisionReport(target_cos)
 
     def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray]) -> float:
-        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | fixed).graph
-        return float(output_cosine(reference, Interpreter(mixed).run(dict(feed), outputs)).min())
+        keep = set(keep_fp32) | fixed
+        source = graph if reference is None else restore_layers(graph.copy(), reference, keep)
+        mixed = quantize(source, table, fp32_layers=keep).graph
+        return float(output_cosine(goal, Interpreter(mixed).run(dict(feed), outputs)).min())
 
-    fp32 = Interpreter(graph)
+    fp32 = Interpreter(reference or graph)
     index = {layer.name: i for i, layer in enumerate(graph.layers)}
     state = dict(inputs)
     for n, name in enumerate(candidates, 1):

@@ -113,6 +113,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
+            equalize: bool = False, bias_correction: bool = False, adaround: bool = False, quality: str = "default",
+            refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
@@ -123,7 +125,10 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``shape`` ``[w, h, c]``, ``pixel``) are ncnn2table's; ``method`` names a calibrator.
     ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
     until the worst calibration image's output cosine reaches ``target_cos`` (measured on
-    ``amp_images`` images).  With ``out_dir`` the model is written as ``model.param``,
+    ``amp_images`` images).  ``equalize`` (cross-layer equalization before calibration),
+    ``bias_correction`` and ``adaround`` (refine steps after it, on ``refine_images`` calibration
+    images, ``refine_params`` their parameters) bring all-int8 closer to fp32; ``quality="high"``
+    turns all three on.  With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
     ``target`` (a target name such as ``armv8``, ``x86-64-v3``, ``host``, or a
@@ -146,6 +151,15 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
     say = log or (lambda message: print(message, file=sys.stderr) if progress else None)
     fp32_layers = list(fp32_layers)
+    equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround)
+    if not int8 and (equalize or refiners):
+        raise NcnncError("equalization, bias correction and learned rounding apply only with int8")
+    if refiners:
+        from ncnnc.core.refine import resolve_params
+
+        resolve_params(refiners, refine_params)  # unknown parameters fail before any work
+        if refine_images < 1:
+            raise NcnncError(f"--refine-images {refine_images}: need at least 1")
     if int8 and calib is None:
         raise NcnncError("--int8 needs calibration images (--calib LIST_OR_DIR)")
     if report_html is not None and not int8:
@@ -187,6 +201,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     result.notes["optimize"] = (f"layers {opt.layers_before} -> {opt.layers_after} "
                                 f"({opt.layers_before - opt.layers_after} fused or removed)")
     out_graph, table = graph, None
+    if equalize:
+        _equalize(graph, result)
     if int8:
         t = time.perf_counter()
         say(f"calibrating ({method}) ...")
@@ -197,11 +213,20 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
         reasons: dict[str, str] = {}
+        original = graph.copy() if refiners else None
+        if refiners:
+            say("refining ...")
+            _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pixel, refine_images,
+                    fp32_layers, progress, result)
         if auto_mixed_precision:
             t = time.perf_counter()
             reasons = _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images,
-                                       fp32_layers, progress, result)
+                                       fp32_layers, progress, result, original)
             result.stages["mixed precision"] = time.perf_counter() - t
+        if original is not None:
+            from ncnnc.core.refine import restore_layers
+
+            restore_layers(graph, original, reasons)
         t = time.perf_counter()
         quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source)
         out_graph = quantized.graph
@@ -239,6 +264,60 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     return result
 
 
+QUALITIES = ("default", "high")
+"""``quality`` presets: ``high`` turns on equalization, bias correction and learned rounding."""
+
+
+def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool) -> tuple[bool, list]:
+    """Whether to equalize, and the refiners to run (in their order), from the flags and the preset."""
+    from ncnnc.core.refine import find_refiner
+
+    if quality not in QUALITIES:
+        raise NcnncError(f"unknown quality {quality!r} (one of {', '.join(QUALITIES)})")
+    if quality == "high":
+        equalize = bias_correction = adaround = True
+    names = [name for name, on in (("adaround", adaround), ("bias-correction", bias_correction)) if on]
+    return equalize, [find_refiner(name) for name in names]
+
+
+def _equalize(graph: Graph, result: CompileResult) -> None:
+    """Run the ``equalize`` pass until it settles; note what it did."""
+    from ncnnc.core.optimize import registered_passes
+    from ncnnc.core.passes import PassManager
+
+    t = time.perf_counter()
+    report = PassManager([p for p in registered_passes() if p.name == "equalize"], only=["equalize"]).run(graph)
+    result.stages["equalize"] = time.perf_counter() - t
+    layers = {change.split(" -> ")[0] for _, change in report.changes}
+    result.notes["equalize"] = f"{len(layers)} layer(s) equalized with their consumers in {report.rounds} round(s)"
+
+
+def _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pixel, refine_images, fp32_layers,
+            progress, result) -> None:
+    """The refine walk: each refiner's own time as a stage, the walk's forward passes as ``refine walk``."""
+    from tqdm import tqdm
+
+    from ncnnc.core.refine import refine_graph
+
+    t = time.perf_counter()
+    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, refine_images)
+    load_seconds = time.perf_counter() - t
+    total = sum(1 for name in table.input_scales if name not in table.commented and name not in fp32_layers)
+    with tqdm(total=total, desc="refine", unit="layer", file=sys.stderr, disable=not progress, leave=False) as bar:
+        def tick(name: str) -> None:
+            bar.set_postfix_str(name[-40:])
+            bar.update(1)
+
+        report = refine_graph(graph, table, inputs, refiners, refine_params, fp32_layers=fp32_layers, progress=tick)
+    for r in refiners:
+        result.stages[r.name.replace("-", " ")] = report.seconds[r.name]
+        notes = [n for layer_notes in report.notes.values() for n in layer_notes if n.startswith(r.name)]
+        result.notes[r.name.replace("-", " ")] = f"{report.layers} layers on {report.images} images" + (
+            f"; e.g. {notes[-1].split(': ', 1)[1]}" if notes else "")
+    result.stages["refine walk"] = report.seconds["walk"] + load_seconds
+    result.notes["refine walk"] = "fp32 and int8 forward passes shared by the refine steps"
+
+
 def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel, method: str, threads: int,
             path: str | Path) -> Path:
     """The quantization report of a compile, on the first ``REPORT_IMAGES`` calibration images."""
@@ -261,7 +340,7 @@ def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel,
 
 
 def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,
-                     progress, result) -> dict[str, str]:
+                     progress, result, reference=None) -> dict[str, str]:
     from tqdm import tqdm
 
     from ncnnc.core.mixed_precision import choose_fp32_layers
@@ -273,7 +352,7 @@ def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, 
             bar.update(1)
 
         amp = choose_fp32_layers(graph, table, inputs, target_cos=target_cos, fp32_layers=fp32_layers,
-                                 progress=tick)
+                                 progress=tick, reference=reference)
     result.mixed_precision = amp
     result.notes["mixed precision"] = (f"{len(amp.sensitivity)} layers measured on {len(next(iter(inputs.values())))} "
                                        f"images; worst output cosine {amp.int8_cosine:.5f} -> {amp.final_cosine:.5f}, "

@@ -20,7 +20,8 @@ from ncnnc.core.errors import NcnncError
 from ncnnc.core.params import register_schema
 from ncnnc.core.plugin_guard import Guarded, guard_item, plugin_failure
 
-KINDS = ("frontends", "passes", "calibrators", "backends", "targets", "layer_types", "layer_implementations")
+KINDS = ("frontends", "passes", "calibrators", "refiners", "backends", "targets", "layer_types",
+         "layer_implementations")
 
 BUILTIN_PLUGINS = (
     "ncnnc.frontends.ncnn",
@@ -41,6 +42,9 @@ BUILTIN_PLUGINS = (
     "ncnnc.plugins.calibrators.percentile",
     "ncnnc.plugins.calibrators.mse",
     "ncnnc.plugins.calibrators.eq",
+    "ncnnc.plugins.passes.equalize",
+    "ncnnc.plugins.refiners.adaround",
+    "ncnnc.plugins.refiners.bias_correction",
 )
 """Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
 

@@ -18,6 +18,7 @@ from ncnnc.core.commands.preprocessing import add_flags, merge
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
+from ncnnc.core.pipeline import QUALITIES
 
 NAME = "compile"
 HELP = "optimize, calibrate and quantize a model into an int8 ncnn model in one go"
@@ -70,6 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
     parser.add_argument("--report", metavar="REPORT.html",
                         help="with --int8: also write a quantization report with charts (needs ncnnc[report])")
+    parser.add_argument("--equalize", action="store_true",
+                        help="cross-layer equalization of consecutive convolutions before calibration (fp32 identity)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="correct each int8 layer's bias by its mean output error on the calibration images")
+    parser.add_argument("--adaround", action="store_true",
+                        help="learn each int8 weight's rounding (up/down) to minimise the layer's output error")
+    parser.add_argument("--quality", choices=QUALITIES, default="default",
+                        help="preset: high = --equalize --bias-correction --adaround")
+    parser.add_argument("--refine-images", type=int, default=100, metavar="N",
+                        help="calibration images used by --bias-correction/--adaround (default 100)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
@@ -130,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             ("--calib", args.calib), ("--auto-mixed-precision", args.auto_mixed_precision),
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
             ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
+            ("--equalize", args.equalize), ("--bias-correction", args.bias_correction), ("--adaround", args.adaround),
+            ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
             verb = "apply" if len(int8_only) > 1 else "applies"
@@ -156,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
                      executor=make_executor(args.executor, args.scheduler, threads) if args.int8 else None,
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
-                     out_dir=args.output, progress=True, report_html=args.report)
+                     out_dir=args.output, progress=True, report_html=args.report,
+                     equalize=args.equalize, bias_correction=args.bias_correction, adaround=args.adaround,
+                     quality=args.quality, refine_images=args.refine_images)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())
     return 0
