@@ -110,6 +110,19 @@ def test_both_preprocessing_spellings_everywhere(onnx_model, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_calibrate_takes_both_spellings(tmp_path, capsys):
+    four = tmp_path / "four.txt"
+    four.write_text("".join(f"{p}\n" for p in IMAGES[:4]))
+    base = ["calibrate", *MODEL, str(four)]
+    assert main([*base, str(tmp_path / "a.table"), "mean=[104,117,123]", "shape=[227,227,3]", "--method", "minmax",
+                 "--threads", "1"]) == 0
+    assert main([*base, str(tmp_path / "b.table"), "--mean", "104,117,123", "--shape", "227,227,3", "--method",
+                 "minmax", "--threads", "1"]) == 0
+    assert (tmp_path / "a.table").read_bytes() == (tmp_path / "b.table").read_bytes()
+    assert main([*base, str(tmp_path / "c.table"), "--mean", "104,117,123", "mean=[1,2,3]"]) == 2
+    assert "mean given twice" in capsys.readouterr().err
+
+
 def test_run_states_the_preprocessing_it_assumed(capsys):
     assert main(["run", *MODEL, str(IMAGES[0]), "--top", "1"]) == 0
     err = capsys.readouterr().err

@@ -15,11 +15,17 @@ HELP = "make an int8 calibration table (same as 'table', with --options)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``IN.param IN.bin LIST[,LIST] OUT.table`` and options; per-input options repeat per input."""
+    from ncnnc.core.commands.compile import allow_intermixed
+
+    allow_intermixed(parser)
     parser.add_argument("model_param", metavar="IN.param")
     parser.add_argument("model_bin", metavar="IN.bin")
     parser.add_argument("lists", metavar="LIST[,LIST]",
                         help="image list (one path per line) or directory, one per model input, comma separated")
     parser.add_argument("out", metavar="OUT.table")
+    parser.add_argument("words", nargs="*", metavar="KEY=VALUE",
+                        help="preprocessing as ncnn2table writes it, mean=[..] norm=[..] shape=[..] pixel=.. "
+                             "(the same as the --mean/--norm/--shape/--pixel flags)")
     parser.add_argument("--method", default="kl", help="calibration method (see 'ncnnc plugins calibrators')")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter of the method, e.g. --param percentile=99.9 (repeatable)")
@@ -52,6 +58,14 @@ def _per_input(values: list[str], key: str, ints: bool = False) -> list:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, write the table, print a summary (and the per-layer report with --verbose)."""
+    for word in args.words:
+        key, eq, value = word.partition("=")
+        if not eq or key not in ("mean", "norm", "shape", "pixel"):
+            raise NcnncError(f"{word}: expected mean=[..], norm=[..], shape=[..] or pixel=.. (method parameters "
+                             "go in --param KEY=VALUE)")
+        if getattr(args, key):
+            raise NcnncError(f"{key} given twice ({word} and --{key}): give it once, either way")
+        setattr(args, key, [value])
     params = {}
     for item in args.param:
         if "=" not in item:
