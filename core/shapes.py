@@ -386,8 +386,9 @@ def _recurrent(layer: Layer, ins: list[Shape]) -> list[Shape]:
     steps = ins[0][0] if len(ins[0]) == 2 else 1
     directions = 2 if layer.p("direction") == 2 else 1
     outs: list[Shape] = [(steps, layer.p("num_output") * directions)]
-    for _ in layer.outputs[1:]:
-        outs.append((directions, layer.p("num_output")))
+    for i, _ in enumerate(layer.outputs[1:]):  # final hidden state; LSTM's cell state has hidden_size
+        size = layer.p("hidden_size") if layer.type == "LSTM" and i == 1 else layer.p("num_output")
+        outs.append((directions, size))
     return outs
 
 

@@ -116,6 +116,6 @@ def _load_builtin_ops() -> None:
 
 BUILTIN_OP_MODULES = tuple(f"ncnnc.backends.numpy.{m}" for m in (
     "activation_ops", "arith_ops", "conv_ops", "pool_ops", "reduce_ops", "shape_ops", "norm_ops", "interp_ops",
-    "attention_ops", "int8_ops", "detection_ops", "roi_ops", "layout_ops", "lrn_ops", "stat_ops",
+    "attention_ops", "int8_ops", "detection_ops", "roi_ops", "layout_ops", "lrn_ops", "stat_ops", "recurrent_ops",
     "window_nd_ops", "tensor_ops"))
 """Modules whose import registers the built-in ops."""

@@ -222,3 +222,38 @@ def test_argmax(params: dict) -> None:
     assert list(out[-1]) == [5, 3, 1, 9][: params[1]]
     if params.get(0):
         assert list(out[0]) == [5, 5, 5, 4]
+
+
+def recurrent_weights(ltype: str, params: dict, seed: int) -> dict:
+    """Random weights of a recurrent layer, by its schema."""
+    from ncnnc.core.ir import Layer
+    from ncnnc.core.params import ParamDict
+    from ncnnc.core.random_weights import random_weight
+
+    pd = ParamDict(ltype)
+    for k, v in params.items():
+        pd[k] = v
+    rng = np.random.default_rng(seed)
+    return {s.name: random_weight(s, rng) for s in Layer(ltype, "l", [], [], pd).weight_specs()}
+
+
+@pytest.mark.parametrize("ltype,params,states", [
+    ("RNN", {0: 6, 1: 6 * 5, 2: 0}, 0),
+    ("RNN", {0: 6, 1: 2 * 6 * 5, 2: 2}, 1),
+    ("LSTM", {0: 6, 1: 4 * 6 * 5, 2: 1}, 0),
+    ("LSTM", {0: 4, 1: 2 * 4 * 7 * 5, 2: 2, 3: 7}, 2),   # projection (hidden 7 -> 4), both directions
+    ("GRU", {0: 6, 1: 3 * 6 * 5, 2: 0}, 1),
+    ("GRU", {0: 6, 1: 2 * 3 * 6 * 5, 2: 2}, 0),
+])
+def test_recurrent(ltype: str, params: dict, states: int) -> None:
+    """RNN, LSTM, GRU over 7 steps of 5 features; with ``states``, initial states are inputs and the
+    final states outputs."""
+    dirs = 2 if params[2] == 2 else 1
+    sizes = [params[0]] + ([params.get(3, params[0])] if ltype == "LSTM" else [])
+    rng = np.random.default_rng(8)
+    b = GraphBuilder()
+    names = [b.input("x", (7, 5))] + [b.input(f"s{i}", (dirs, s)) for i, s in enumerate(sizes[:states])]
+    b.layer(ltype, names, params, recurrent_weights(ltype, params, 9), outputs=1 + states)
+    inputs = {"x": rng.standard_normal((7, 5)).astype(np.float32)}
+    inputs |= {f"s{i}": rng.standard_normal((dirs, s)).astype(np.float32) for i, s in enumerate(sizes[:states])}
+    compare(b.build(), inputs, tol=1e-4)
