@@ -1,6 +1,7 @@
 """Calibration at scale: wall time and peak memory of ``ncnnc table`` by executor and set size.
 
     python bench/bench_scale.py [--images 100 1000] [--method kl] [--configs thread=1 thread=2 dask]
+                                [--shape 227,227,3] [--rounds 1]
 
 Each run is a fresh ``ncnnc table`` process (start-up included) on the -opt32 SqueezeNet with
 the shared images (repeated past 500) in the same order, timed from outside.  Configurations:
@@ -10,7 +11,8 @@ a standing cluster would be; the command is given its address).  Printed per run
 the driver's peak RSS, the largest worker's peak RSS (forked processes, or Dask workers), and
 the ratios to ``thread=1`` on the same images.  Every table is checked byte-identical to the
 first configuration's.  The machine is shared: the numbers are the best of ``--rounds`` rounds,
-the configurations interleaved within each round.
+the configurations interleaved within each round.  ``--shape 64,64,3`` resizes the images smaller
+(SqueezeNet still runs), for a quick look at how memory grows with the number of images.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "squeezenet_v1.1" / "ncnn-reference" / "squeezenet_v1.1-opt32"
 IMAGES = SHARED / "images" / "imagenet-sample"
-PREP = ["mean=[104,117,123]", "norm=[1,1,1]", "shape=[227,227,3]", "pixel=BGR"]
+PREP = ["mean=[104,117,123]", "norm=[1,1,1]", "pixel=BGR"]
 
 CHILD = """
 import json, resource, sys
@@ -52,9 +54,10 @@ def table_path(folder: Path, count: int, config: str) -> Path:
     return folder / f"{count}-{config.replace('=', '')}.table"
 
 
-def run_table(lst: Path, out: Path, method: str, extra: list[str]) -> dict:
+def run_table(lst: Path, out: Path, method: str, shape: str, extra: list[str]) -> dict:
     """One ``ncnnc table`` process: wall seconds and its rusage figures."""
-    args = [f"{MODEL}.param", f"{MODEL}.bin", str(lst), str(out), *PREP, f"method={method}", *extra]
+    args = [f"{MODEL}.param", f"{MODEL}.bin", str(lst), str(out), *PREP, f"shape=[{shape}]", f"method={method}",
+            *extra]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", CHILD, "table", *args], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--method", default="kl")
     parser.add_argument("--configs", nargs="+", default=["thread=1", "thread=2", "dask"])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--shape", default="227,227,3", help="ncnn2table's shape=, w,h,c")
     args = parser.parse_args()
     cluster = client = None
     if "dask" in args.configs:
@@ -90,11 +94,12 @@ def main() -> None:
                         out = table_path(folder, count, config)
                         if config == "dask":
                             client.restart()  # fresh workers: their peak RSS is this run's
-                            got = run_table(lst, out, args.method, [f"scheduler={client.scheduler.address}"])
+                            address = client.scheduler.address
+                            got = run_table(lst, out, args.method, args.shape, [f"scheduler={address}"])
                             rss = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss)
                             got["worker_mb"] = max(rss.values()) / 1024
                         else:
-                            got = run_table(lst, out, args.method, [config])
+                            got = run_table(lst, out, args.method, args.shape, [config])
                         key = (count, config)
                         if key not in best or got["wall"] < best[key]["wall"]:
                             best[key] = got
@@ -105,8 +110,8 @@ def main() -> None:
         if client is not None:
             client.close()
             cluster.close()
-    print(f"\nncnnc table method={args.method}, SqueezeNet -opt32, best of {args.rounds} round(s), "
-          f"{os.cpu_count()} cores (shared machine)")
+    print(f"\nncnnc table method={args.method} shape=[{args.shape}], SqueezeNet -opt32, "
+          f"best of {args.rounds} round(s), {os.cpu_count()} cores (shared machine)")
     print(f"{'images':>7} {'config':>9} {'wall s':>8} {'x thread=1':>10} {'driver MB':>10} {'x thread=1':>10} "
           f"{'worker MB':>10}")
     for count in args.images:

@@ -11,6 +11,8 @@ retried ``retries`` times; after that the calibration ends with one error and wr
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import math
 import sys
@@ -103,6 +105,29 @@ class DaskExecutor(Executor):
 _WORKERS: dict[tuple[str, int], Worker] = {}
 _WORKERS_LOCK = threading.Lock()
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc ``mallopt`` parameters."""
+
+
+@functools.cache
+def roomy_malloc() -> None:
+    """Give large allocations back glibc's usual behaviour in this (worker) process.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which freezes glibc's mmap
+    threshold at 128 KB: every large numpy temporary is then a fresh ``mmap`` whose pages fault in
+    one by one (eq's search ran 1.6x slower so).  These are the values glibc's own dynamic threshold
+    reaches after the first large free (32 MB, trim at twice that).  Nothing happens off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
 
 def _run_task(job: Job, token: str, task: ShardTask, shard: list[range]) -> tuple[str, Any, str]:
     """On a Dask worker: run ``task`` on ``shard`` with this thread's :class:`Worker` of the job.
@@ -111,6 +136,7 @@ def _run_task(job: Job, token: str, task: ShardTask, shard: list[range]) -> tupl
     """
     from distributed import get_worker
 
+    roomy_malloc()
     key = (token, threading.get_ident())
     with _WORKERS_LOCK:
         worker = _WORKERS.get(key)
