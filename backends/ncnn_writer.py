@@ -20,6 +20,7 @@ from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.layer_type_index import TYPE_INDEX
 from ncnnc.core.params import ParamValue, get_schema
+from ncnnc.core.validate import validate_graph
 
 MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -57,7 +58,8 @@ def format_layer_line(layer: Layer) -> str:
 
 
 def param_text(graph: Graph) -> str:
-    """The whole text ``.param`` file."""
+    """The whole text ``.param`` file (a graph ncnn would refuse to load is an error, never written)."""
+    validate_graph(graph)
     lines = [str(MAGIC), f"{len(graph.layers)} {len(graph.blobs)}"]
     lines += [format_layer_line(layer) for layer in graph.layers]
     return "\n".join(lines) + "\n"
@@ -65,6 +67,7 @@ def param_text(graph: Graph) -> str:
 
 def param_bin(graph: Graph) -> bytes:
     """The binary ``.param.bin`` form (ncnn2mem): layer type indices and blob indices."""
+    validate_graph(graph)
     blob_index = {b: i for i, b in enumerate(graph.blobs)}
     out = io.BytesIO()
     out.write(struct.pack("<iii", MAGIC, len(graph.layers), len(blob_index)))

@@ -38,6 +38,9 @@ from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
 
+MAX_THREADS = 256
+"""Most worker processes a calibration starts (``thread=``): each is a process, not a light thread."""
+
 QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 
 DEFAULT_THREADS = os.cpu_count() or 1
@@ -363,20 +366,23 @@ def read_list(path: str | Path) -> list[Path]:
         if not files:
             raise NcnncError("the directory has no files", str(path))
         return files
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise NcnncError(f"cannot read list: {e.strerror}", str(path)) from None
+    from ncnnc.core.fileio import read_input
+
+    text = read_input(path, "list").decode(errors="replace")
     files = []
     for lineno, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words:
             continue
-        f = Path(words[0])
-        if not f.is_absolute() and not f.exists() and (path.parent / f).exists():
-            f = path.parent / f
-        if not f.is_file():
-            raise NcnncError(f"no such file {words[0]!r}", str(path), f"line {lineno}")
+        try:
+            f = Path(words[0])
+            if not f.is_absolute() and not f.exists() and (path.parent / f).exists():
+                f = path.parent / f
+            found = f.is_file()
+        except OSError as e:
+            raise NcnncError(f"bad file name {words[0][:60]!r}: {e.strerror}", str(path), f"line {lineno}") from None
+        if not found:
+            raise NcnncError(f"no such file {words[0][:200]!r}", str(path), f"line {lineno}")
         files.append(f)
     if not files:
         raise NcnncError("the list has no files (zero images)", str(path))
@@ -733,8 +739,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     specs = input_specs(graph, per_input_lists(graph, lists), mean=_per_input(mean), norm=_per_input(norm),
                         shape=_per_input(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
                         npy=npy)
-    if threads < 1:
-        raise NcnncError(f"thread={threads}: need at least 1")
+    if not 1 <= threads <= MAX_THREADS:
+        raise NcnncError(f"thread={threads}: expected 1 to {MAX_THREADS}")
     runner = make_executor(executor, scheduler, threads)
     if batch_size < 1:
         raise NcnncError(f"batch size {batch_size}: need at least 1")

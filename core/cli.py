@@ -1,7 +1,8 @@
 """The ``ncnnc`` command line: one subcommand per module in :mod:`ncnnc.core.commands`.
 
 User errors (:class:`~ncnnc.core.errors.NcnncError`) print one line and exit with status 2;
-nothing else is printed, no traceback.
+nothing else is printed, no traceback.  A catchable signal (SIGINT, SIGTERM, SIGHUP ...) removes the
+command's temporary output files and ends it with one line and status 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from ncnnc.core.errors import NcnncError
@@ -29,11 +32,19 @@ COMMANDS = (
 """Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ncnnc compile: error: ... (see ncnnc compile --help)``, status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        """Print the error on one line and exit with status 2 (no usage block)."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from ncnnc import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ncnnc", description="ncnnc: compile trained networks into fast int8 ncnn models.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"ncnnc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,19 +53,72 @@ def build_parser() -> argparse.ArgumentParser:
         # allow_abbrev=False everywhere: `--targ` must not silently mean `--target` or `--target-cos`
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
+        p.add_argument("--max-memory", metavar="SIZE",
+                       help="refuse work whose shapes imply more memory than this (e.g. 4G; default: half "
+                            "of this machine's memory, or $NCNNC_MAX_MEMORY)")
         p.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
         p.set_defaults(_run=module.run)
     return parser
 
 
+class Interrupted(BaseException):
+    """A catchable signal other than SIGINT arrived (raised by the CLI's handler, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                  signal.SIGALRM)
+"""Signals whose arrival removes the command's temporary files and ends it with status 128 + number."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    from ncnnc.core.fileio import remove_temporaries
+
+    remove_temporaries()  # first: the exception may surface anywhere, even inside a cleanup
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _on_signal) for s in CAUGHT_SIGNALS} if in_main_thread else {}
+    words = sys.argv[1:] if argv is None else argv
+    command = next((f"ncnnc {w}" for w in words if w in COMMANDS), "ncnnc")
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as e:
+        from ncnnc.core.fileio import remove_temporaries
+
+        remove_temporaries()
+        print(f"{command}: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        from ncnnc.core.resources import set_memory_limit
+
+        set_memory_limit(None)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "max_memory", None):
+            from ncnnc.core.resources import set_memory_limit
+
+            set_memory_limit(args.max_memory)
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return status
@@ -68,6 +132,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ncnnc {args.command}: error: {e}" + (" (--debug shows the traceback)" if detail and not args.debug
                                                      else ""), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"ncnnc {args.command}: interrupted", file=sys.stderr)
-        return 130

@@ -26,11 +26,18 @@ class Frontend:
 
 
 def load_model(paths: Sequence[str], **options) -> Graph:
-    """Read a model with whichever registered frontend claims the paths."""
+    """Read a model with whichever registered frontend claims the paths.
+
+    The graph is checked against ncnn's loading rules (:mod:`ncnnc.core.validate`) whichever frontend read it.
+    """
     from ncnnc.core.registry import registry
+    from ncnnc.core.validate import check_weights_fit, validate_graph
 
     for reg in registry().all("frontends"):
         if reg.item.claims(list(paths)):
-            return reg.item.load(list(paths), **options)
+            graph = reg.item.load(list(paths), **options)
+            validate_graph(graph, str(paths[0]))
+            check_weights_fit(graph, str(paths[0]))
+            return graph
     usages = "; ".join(r.item.usage for r in registry().all("frontends") if r.item.usage)
     raise NcnncError(f"no frontend reads {' '.join(map(str, paths))!r} (expected {usages})")

@@ -38,9 +38,13 @@ def _parse_params(decl: str) -> list[ParamSpec]:
     return specs
 
 
-def layer_type(name: str, params: str = "", weights=None, doc: str = "") -> LayerSchema:
-    """Declare and register a layer type from the compact parameter form."""
-    return register_schema(LayerSchema(name, _parse_params(params), weights, doc))
+def layer_type(name: str, params: str = "", weights=None, doc: str = "", check=None) -> LayerSchema:
+    """Declare and register a layer type from the compact parameter form.
+
+    ``check(params)`` returns what the type's ncnn ``load_param`` would reject (a message) or None;
+    the generic rules of :mod:`ncnnc.core.validate` apply to every type without it.
+    """
+    return register_schema(LayerSchema(name, _parse_params(params), weights, doc, check))
 
 
 def _w(name: str, count: int, load_type: int, *shape: int) -> WeightSpec:
@@ -97,13 +101,28 @@ def _innerproduct_weights(p: ParamDict) -> list[WeightSpec]:
     return specs
 
 
-layer_type("Input", "0:w=0 1:h=0 11:d=0 2:c=0")
+
+
+def _dims_not_negative(p: ParamDict) -> str | None:
+    """Input/MemoryData sizes are counts: none may be negative (-233 is ncnn's "no such axis", as the
+    R-CNN examples' ``im_info`` Input ``0=3 1=-233 2=-233`` writes it)."""
+    bad = [f"{k}={p[k]}" for k in ("w", "h", "d", "c") if p[k] < 0 and p[k] != -233]
+    return f"negative size {', '.join(bad)}" if bad else None
+
+
+layer_type("Input", "0:w=0 1:h=0 11:d=0 2:c=0", check=_dims_not_negative)
 layer_type("Convolution", "0:num_output=0 " + CONV_GEOM + " 5:bias_term=0 6:weight_data_size=0 "
            "8:int8_scale_term=0 " + ACT + " 17:impl_type=0 19:dynamic_weight=0",
            _conv_weights)
+def _group_divides(p: ParamDict) -> str | None:
+    """ncnn's ConvolutionDepthWise rejects a group that does not divide num_output."""
+    n, g = p["num_output"], p["group"]
+    return f"group {g} does not divide num_output {n}" if g > 0 and n % g else None
+
+
 layer_type("ConvolutionDepthWise", "0:num_output=0 " + CONV_GEOM + " 5:bias_term=0 6:weight_data_size=0 "
            "7:group=1 8:int8_scale_term=0 " + ACT + " 19:dynamic_weight=0",
-           lambda p: _conv_weights(p, grouped=True))
+           lambda p: _conv_weights(p, grouped=True), check=_group_divides)
 DECONV = ("0:num_output=0 " + CONV_GEOM.replace(" 18:pad_value=0.", "") + " 5:bias_term=0 "
           "6:weight_data_size=0 7:group=1 " + ACT + " 18:output_pad_right=0 19:output_pad_bottom=@18 "
           "20:output_w=0 21:output_h=@20 28:dynamic_weight=0")
@@ -155,7 +174,16 @@ layer_type("Split")
 layer_type("Slice", "0:slices=[] 1:axis=0 2:indices=[]")
 layer_type("Crop", "0:woffset=0 1:hoffset=0 13:doffset=0 2:coffset=0 3:outw=0 4:outh=0 14:outd=0 5:outc=0 "
            "6:woffset2=0 7:hoffset2=0 15:doffset2=0 8:coffset2=0 9:starts=[] 10:ends=[] 11:axes=[]")
-layer_type("Softmax", "0:axis=0 1:fixbug0=0")
+
+
+def _fixbug0(what: str):
+    """ncnn refuses the old form of Softmax/Reduction: ``fixbug0=0`` with an axis given."""
+    def check(p: ParamDict) -> str | None:
+        return f"{what} needs 1=fixbug0 (ncnn: param is too old)" if not p["fixbug0"] and p[what] else None
+    return check
+
+
+layer_type("Softmax", "0:axis=0 1:fixbug0=0", check=_fixbug0("axis"))
 layer_type("Reshape", "0:w=-233 1:h=-233 11:d=-233 2:c=-233 3:permute=0")
 layer_type("Flatten")
 layer_type("Permute", "0:order_type=0")
@@ -164,7 +192,8 @@ layer_type("Padding", "0:top=0 1:bottom=0 2:left=0 3:right=0 4:type=0 5:value=0.
            lambda p: [_w("per_channel_pad", p["per_channel_pad_data_size"], 1)]
            if p["per_channel_pad_data_size"] else [])
 layer_type("Interp", "0:resize_type=0 1:height_scale=1. 2:width_scale=1. 3:output_height=0 "
-           "4:output_width=0 5:dynamic_target_size=0 6:align_corner=0")
+           "4:output_width=0 5:dynamic_target_size=0 6:align_corner=0",
+           check=lambda p: None if 0 <= p["resize_type"] <= 3 else f"resize_type {p['resize_type']} is not 0-3")
 layer_type("ShuffleChannel", "0:group=1 1:reverse=0")
 layer_type("Dropout", "0:scale=1.")
 layer_type("Noop")
@@ -179,7 +208,8 @@ def _memorydata_weights(p: ParamDict) -> list[WeightSpec]:
     return [_w("data", count, p["load_type"], *shape)]
 
 
-layer_type("MemoryData", "0:w=0 1:h=0 11:d=0 2:c=0 21:load_type=1", _memorydata_weights)
+layer_type("MemoryData", "0:w=0 1:h=0 11:d=0 2:c=0 21:load_type=1", _memorydata_weights,
+           check=_dims_not_negative)
 layer_type("GroupNorm", "0:group=1 1:channels=0 2:eps=0.001 3:affine=1",
            lambda p: [_w("gamma", p["channels"], 1), _w("beta", p["channels"], 1)] if p["affine"] else [])
 layer_type("InstanceNorm", "0:channels=0 1:eps=0.001 2:affine=1",
@@ -198,7 +228,8 @@ layer_type("Requantize", "0:scale_in_data_size=1 1:scale_out_data_size=1 2:bias_
     "9:", "3:").replace("10:", "4:"),
            lambda p: [_w("scale_in", p["scale_in_data_size"], 1), _w("scale_out", p["scale_out_data_size"], 1)]
            + ([_w("bias", p["bias_data_size"], 1)] if p["bias_data_size"] else []))
-layer_type("Reduction", "0:operation=0 1:reduce_all=1 2:coeff=1. 3:axes=[] 4:keepdims=0 5:fixbug0=0")
+layer_type("Reduction", "0:operation=0 1:reduce_all=1 2:coeff=1. 3:axes=[] 4:keepdims=0 5:fixbug0=0",
+           check=_fixbug0("axes"))
 layer_type("ArgMax", "0:out_max_val=0 1:topk=1")
 layer_type("Embed", "0:num_output=0 1:input_dim=0 2:bias_term=0 3:weight_data_size=0 18:int8_scale_term=0",
            lambda p: [_w("weight", p["weight_data_size"], 0, p["input_dim"], p["num_output"])]

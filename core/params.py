@@ -61,6 +61,8 @@ class WeightSpec:
 
 
 WeightsFn = Callable[["ParamDict"], list[WeightSpec]]
+CheckFn = Callable[["ParamDict"], "str | None"]
+"""A layer type's own load-time rule (what its ncnn ``load_param`` rejects): a message, or None when fine."""
 
 
 @dataclass
@@ -71,6 +73,7 @@ class LayerSchema:
     params: list[ParamSpec] = field(default_factory=list)
     weights: WeightsFn | None = None
     doc: str = ""
+    check: CheckFn | None = None
 
     def __post_init__(self) -> None:
         self.by_id = {p.id: p for p in self.params}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.resources import check_shape
 
 PIXEL_TYPES = ("RGB", "BGR", "GRAY", "RGBA", "BGRA", "RAW")
 """Pixel types a network can take; RAW keeps the decoded channels (gray, RGB or RGBA) as stored."""
@@ -28,15 +29,19 @@ def _decode(path: str | Path, mode: str | None) -> np.ndarray:
     """Decode with Pillow to ``mode``; ``None`` keeps gray, RGB or RGBA as the file has it."""
     from PIL import Image, UnidentifiedImageError
 
+    from ncnnc.core.fileio import check_input
+
+    check_input(path, "image")
     try:
         with Image.open(path) as img:
+            check_shape((img.height, img.width, len(img.getbands())), "the decoded image", itemsize=2, path=str(path))
             if mode is None:
                 mode = img.mode if img.mode in ("L", "RGB", "RGBA") else \
                     ("RGBA" if "A" in img.getbands() else "RGB")
             arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
     except FileNotFoundError:
         raise NcnncError("image file not found", str(path)) from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise NcnncError(f"cannot decode image ({e.__class__.__name__}: {e})", str(path)) from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -145,6 +150,7 @@ def load_image(path: str | Path, pixel: str = "BGR", shape: Sequence[int] = (0, 
         raise NcnncError(f"unknown pixel type {pixel!r} (expected one of {', '.join(PIXEL_TYPES)})")
     pixels = _decode(path, {"RAW": None, "RGBA": "RGBA", "BGRA": "RGBA"}.get(pixel, "RGB"))
     tw, th = target_size(shape, pixels.shape[1], pixels.shape[0])
+    check_shape((pixels.shape[2], th, tw), "the resized image (shape=)", itemsize=8, path=str(path))
     try:
         pixels = resize_bilinear(pixels, tw, th)
     except NcnncError as e:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ncnnc.core import shape_expr
 from ncnnc.core.errors import GraphError, UnsupportedError
 from ncnnc.core.ir import Graph, Layer
+from ncnnc.core.resources import check_shape
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[[Layer, list[Shape]], list[Shape]]
@@ -46,8 +47,13 @@ def infer_shapes(graph: Graph, input_shapes: dict[str, Shape] | None = None) -> 
                 out = rule(layer, [shapes[b] for b in layer.inputs])
             except KeyError as e:
                 raise GraphError(f"shape of blob {e.args[0]!r} is unknown", where=f"layer {layer.name}") from None
+            except (ArithmeticError, ValueError, TypeError, IndexError) as e:  # params the rule cannot size
+                ins = ", ".join(str(list(shapes[b])) for b in layer.inputs)
+                raise GraphError(f"cannot infer the output shape from input {ins} ({e})",
+                                 where=f"layer {layer.name}") from None
         for blob, shape in zip(layer.outputs, out):
             shapes[blob] = tuple(int(s) for s in shape)
+            check_shape(shapes[blob], f"blob {blob}", where=f"layer {layer.name}")
     graph.shapes = shapes
     return shapes
 
@@ -449,6 +455,7 @@ def _sdpa(layer: Layer, ins: list[Shape]) -> list[Shape]:
         seqlen = ins[roles["past_k"]][-2] + k[1]
         out += [(k[0], seqlen, k[2]), (v[0], seqlen, v[2])]
     return out
+
 
 from ncnnc.core import shapes_nd  # noqa: E402,F401  (registers the 1-D/3-D and tensor types' rules)
 from ncnnc.core.shapes_extra import DATA_DEPENDENT  # noqa: E402,F401  (registers the extra types' rules)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ncnnc.core.errors import NcnncError
-from ncnnc.core.fileio import atomic_outputs
+from ncnnc.core.fileio import atomic_outputs, read_input
 
 WEIGHT_SUFFIX = "_param_0"
 
@@ -94,9 +94,7 @@ class CalibrationTable:
     def load(cls, path: str | Path) -> CalibrationTable:
         """Read a table file."""
         try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise NcnncError(f"cannot read: {e.strerror}", str(path)) from None
+            text = read_input(path).decode()
         except UnicodeDecodeError:
             raise NcnncError("not a text calibration table", str(path)) from None
         return cls.parse(text, str(path))

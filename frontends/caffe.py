@@ -61,10 +61,9 @@ def caffe_pb() -> dict[str, type]:
 
 # -- reading the two files --------------------------------------------------------------------
 def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ModelFormatError(f"cannot read: {e.strerror or e}", str(path)) from None
+    from ncnnc.core.fileio import read_input
+
+    return read_input(path)
 
 
 def read_prototxt(path: str | Path) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 from ncnnc.core.errors import ModelFormatError, UnsupportedError
 from ncnnc.core.ir import Layer, Weight
 from ncnnc.core.params import ParamDict, ParamValue
+from ncnnc.core.validate import params_problem
 
 
 @dataclass
@@ -72,6 +73,9 @@ def ncnn_layer(cl: CaffeLayer, ltype: str, params: dict[int, ParamValue] | None 
     """An ncnn layer with weights stored as ncnn loads them (tagged fp32 or raw fp32)."""
     layer = Layer(ltype, name or cl.name, list(cl.bottoms if inputs is None else inputs),
                   list(cl.tops if outputs is None else outputs), ParamDict(ltype, params or {}))
+    problem = params_problem(layer)  # ncnn's rules before the params size any weights
+    if problem:
+        raise ModelFormatError(problem, None, f"layer {cl.name}")  # the caller names the prototxt
     weights = weights or {}
     for spec in layer.weight_specs():
         data = np.asarray(weights[spec.name], dtype=np.float32)

@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ncnnc.core.errors import ModelFormatError
+from ncnnc.core.fileio import read_input
 from ncnnc.core.frontend import Frontend
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.layer_type_index import LAYER_TYPE_ORDER
 from ncnnc.core.params import ParamDict, ParamValue, get_schema
+from ncnnc.core.validate import MAX_VALUE_TEXT, validate_graph
 
 MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -31,10 +33,7 @@ TAG_FP32_SCALED = 0x0002C056
 def load(param_path: str | Path, bin_path: str | Path | None = None) -> Graph:
     """Read an ncnn model: ``.param`` (text) or ``.param.bin`` (binary), plus the ``.bin`` if given."""
     param_path = Path(param_path)
-    try:
-        raw = param_path.read_bytes()
-    except OSError as e:
-        raise ModelFormatError(f"cannot read: {e.strerror}", str(param_path)) from None
+    raw = read_input(param_path)
     if raw[:4] == struct.pack("<i", MAGIC):
         graph = parse_param_bin(raw, str(param_path))
     else:
@@ -47,16 +46,16 @@ def load(param_path: str | Path, bin_path: str | Path | None = None) -> Graph:
     graph.name = param_path.stem
     if bin_path is not None:
         bin_path = Path(bin_path)
-        try:
-            data = bin_path.read_bytes()
-        except OSError as e:
-            raise ModelFormatError(f"cannot read: {e.strerror}", str(bin_path)) from None
+        data = read_input(bin_path)
         read_weights(graph, data, str(bin_path))
     return graph
 
 
 # -- text .param ------------------------------------------------------------------------------
 def _parse_scalar(text: str, path: str, where: str) -> int | float:
+    if len(text) > MAX_VALUE_TEXT:
+        raise ModelFormatError(f"param value {text[:20]!r}... is longer than {MAX_VALUE_TEXT} characters "
+                               "(ncnn reads at most 15)", path, where)
     try:
         if any(ch in text for ch in ".eE") and not text.lstrip("-+").isdigit():
             return float(text)
@@ -139,6 +138,8 @@ def parse_param(text: str, path: str = "<param>") -> Graph:
             nin, nout = int(tokens[2]), int(tokens[3])
         except ValueError:
             raise ModelFormatError("input/output counts are not integers", path, where) from None
+        if nin < 0 or nout < 0:
+            raise ModelFormatError(f"negative input/output count {nin} {nout}", path, where)
         if len(tokens) < 4 + nin + nout:
             raise ModelFormatError(f"layer {name} declares {nin} inputs and {nout} outputs "
                                    f"but lists fewer blobs", path, where)
@@ -158,7 +159,9 @@ def parse_param(text: str, path: str = "<param>") -> Graph:
         layers.append(Layer(ltype, name, inputs, outputs, params))
     _unique_layer_names(layers)
     graph = Graph(layers)
-    _check_blobs(graph, blob_count, path, {layer.name: f"line {ln}" for layer, (ln, _) in zip(layers, body)})
+    places = {layer.name: f"line {ln}" for layer, (ln, _) in zip(layers, body)}
+    _check_blobs(graph, blob_count, path, places)
+    validate_graph(graph, path, places)
     return graph
 
 
@@ -188,6 +191,9 @@ class _Reader:
         return len(self.data) - self.pos
 
     def take(self, n: int, what: str, where: str) -> bytes:
+        """The next ``n`` bytes; reading only ever moves forward (a negative length is an error)."""
+        if n < 0:
+            raise ModelFormatError(f"negative length {n} for {what}", self.path, where)
         if self.pos + n > len(self.data):
             raise ModelFormatError(f"truncated: {what} needs {n} bytes, {self.remaining()} left", self.path, where)
         chunk = self.data[self.pos:self.pos + n]
@@ -215,6 +221,8 @@ def parse_param_bin(data: bytes, path: str = "<param.bin>") -> Graph:
             raise ModelFormatError(f"unknown layer type index {type_index}", path, where)
         ltype = LAYER_TYPE_ORDER[type_index]
         nin, nout = r.int32("input count", where), r.int32("output count", where)
+        if not 0 <= nin <= r.remaining() // 4 or not 0 <= nout <= r.remaining() // 4:
+            raise ModelFormatError(f"impossible blob counts {nin} in, {nout} out", path, where)
         inputs = [f"blob{r.int32('input blob index', where)}" for _ in range(nin)]
         outputs = [f"blob{r.int32('output blob index', where)}" for _ in range(nout)]
         params = ParamDict(ltype)
@@ -235,6 +243,8 @@ def parse_param_bin(data: bytes, path: str = "<param.bin>") -> Graph:
             is_float = bool(spec and spec.is_float)
             if pid <= -23300:
                 n = r.int32("array length", where)
+                if n < 0:
+                    raise ModelFormatError(f"array param {real} has a negative length {n}", path, where)
                 raw = r.take(4 * n, "array values", where)
                 params.values[real] = np.frombuffer(raw, "<f4" if is_float else "<i4").tolist()
             else:
@@ -245,6 +255,7 @@ def parse_param_bin(data: bytes, path: str = "<param.bin>") -> Graph:
         raise ModelFormatError(f"{r.remaining()} trailing bytes after the last layer", path, "end of file")
     graph = Graph(layers)
     _check_blobs(graph, blob_count, path, {})
+    validate_graph(graph, path, {layer.name: f"layer #{i} ({layer.type})" for i, layer in enumerate(layers)})
     return graph
 
 

@@ -30,10 +30,9 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     Opsets before :data:`MIN_OPSET` are upgraded; initializers listed as graph inputs are constants.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ModelFormatError(f"cannot read: {e.strerror}", str(path)) from None
+    from ncnnc.core.fileio import read_input
+
+    raw = read_input(path)
     try:
         model = onnx.load_model_from_string(raw)
     except (DecodeError, ValueError, RuntimeError) as e:
@@ -48,8 +47,46 @@ def read_model(path: str | Path) -> onnx.ModelProto:
         raise UnsupportedError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET} to {MAX_OPSET})",
                                str(path))
     _load_external_data(model, path)
+    check_tensors(model, str(path))
     _initializers_as_constants(model)
     return model
+
+
+def check_tensors(model: onnx.ModelProto, path: str) -> None:
+    """Every initializer and Constant tensor must have a known data type and as many values as its dims say."""
+    from onnx import helper
+
+    tensors = [(t, f"initializer {t.name!r}") for t in model.graph.initializer]
+    tensors += [(a.t, f"Constant node {n.name or n.output[0]!r}") for n in model.graph.node
+                for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
+    for t, what in tensors:
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
+        except (KeyError, ValueError, TypeError):
+            raise ModelFormatError(f"{what} has unknown data type {t.data_type}", path) from None
+        if any(d < 0 for d in t.dims):
+            raise ModelFormatError(f"{what} has negative dims {list(t.dims)}", path)
+        count = 1
+        for d in t.dims:
+            count *= d
+        if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING:
+            continue
+        have = _stored_count(t, dtype.itemsize)
+        if have is not None and have != count:
+            raise ModelFormatError(f"{what} has dims {list(t.dims)} ({count} values) but stores {have}", path)
+
+
+def _stored_count(t: onnx.TensorProto, itemsize: int) -> int | None:
+    """How many values a tensor's data holds (None when its storage field cannot say)."""
+    if t.raw_data:
+        bits = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4}.get(t.data_type)
+        return len(t.raw_data) * 8 // bits if bits else len(t.raw_data) // max(itemsize, 1)
+    for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+        values = getattr(t, field)
+        if len(values):
+            complex_type = t.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+            return len(values) // 2 if complex_type else len(values)
+    return 0
 
 
 def _initializers_as_constants(model: onnx.ModelProto) -> None:

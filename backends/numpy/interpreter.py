@@ -30,6 +30,30 @@ class Interpreter:
         self.ops: dict[str, Op] = {layer.name: make_op(layer) for layer in self.layers if layer.type != "Input"}
         self.producer: dict[str, int] = {b: i for i, layer in enumerate(self.layers) for b in layer.outputs}
         self.concats = ConcatPlan(self.layers, self.ops)
+        self._footprints: dict[tuple, int] = {}
+
+    def _check_memory(self, inputs: Mapping[str, np.ndarray], batch: int) -> None:
+        """Refuse (before allocating) a batch whose blobs together would exceed the memory limit.
+
+        The estimate is every blob's float32 size from shape inference times the batch: an upper
+        bound of what a run holds at once.  A graph shape inference cannot size is not estimated.
+        """
+        from ncnnc.core.resources import ResourceError, check_bytes
+        from ncnnc.core.shapes import infer_shapes
+
+        key = tuple((name, a.shape[1:]) for name, a in inputs.items())
+        if key not in self._footprints:
+            saved = self.graph.shapes
+            try:
+                shapes = infer_shapes(self.graph, dict(key))
+            except ResourceError:
+                raise
+            except NcnncError:
+                shapes = {}
+            finally:
+                self.graph.shapes = saved
+            self._footprints[key] = 4 * sum(int(np.prod(s)) for s in shapes.values())
+        check_bytes(batch * self._footprints[key], f"running a batch of {batch}")
 
     def _schedule(self, provided: Collection[str], wanted: Collection[str]) -> list[int]:
         """Indices of the layers needed to compute ``wanted`` from ``provided``, in graph order."""
@@ -76,6 +100,8 @@ class Interpreter:
             if arr.shape[0] != batch:
                 raise NcnncError(f"inputs have different batch sizes ({batch} and {arr.shape[0]})")
             blobs[name] = arr
+        if batch is not None:
+            self._check_memory(blobs, batch)
         schedule = self._schedule(set(inputs), wanted)
         last_use = self._last_uses(schedule)
         result: dict[str, np.ndarray] = {}

@@ -46,7 +46,7 @@ def test_good_model_converts(tmp_path, capsys):
     (GOOD.replace("0=2 1=1", "0=2 1=one"), None, "line 4: param value 'one' is not a number"),
     (GOOD.replace("0=2 1=1", "0=2 1"), None, "line 4: param '1' is not of the form id=value"),
     (GOOD.replace("ReLU             relu", "Mystery          relu"), b"\0" * 36 + b"\0" * 4,
-     "layer relu: unknown layer type 'Mystery': cannot size its weights"),
+     "line 5: unknown layer type 'Mystery' (neither ncnn's nor a registered plugin's)"),
     (GOOD, b"\0\0\0\0" + b"\0" * 20, "layer conv (weight): truncated"),
     (GOOD, b"\0\0\0\0" + b"\0" * 24 + b"\0" * 8 + b"\0" * 12, "12 bytes left after the last layer's weights"),
 ])
