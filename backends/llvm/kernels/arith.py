@@ -43,9 +43,10 @@ def minimum(b: ir.IRBuilder, x: ir.Value, bound: ir.Value) -> ir.Value:
     return b.select(b.fcmp_unordered("<=", x, bound), x, bound)
 
 
-def float2int8(b: ir.IRBuilder, v: ir.Value, nonnegative: bool = False, below: float | None = None) -> ir.Value:
+def float2int8(b: ir.IRBuilder, v: ir.Value, nonnegative: bool = False, below: float | None = None,
+               to: ir.Type = I8) -> ir.Value:
     """float32 (vector) -> int8 (vector), ncnn's rounding and saturation: ``trunc(v + copysign(0.5, v))``
-    clamped to [-127, 127].
+    clamped to [-127, 127]; ``to=I32`` gives the same values in int32 lanes (for a kernel that packs them).
 
     Clamping before the (truncating) conversion gives the same integers as clamping after ``trunc``.
     What the caller knows shortens it, with the same results: ``nonnegative`` (``v >= 0`` or ``-0``, as
@@ -58,7 +59,7 @@ def float2int8(b: ir.IRBuilder, v: ir.Value, nonnegative: bool = False, below: f
         r = maximum(b, r, fconst(v, -127.0))
     if below is None or not float(below) + 0.5 < 127.0:
         r = minimum(b, r, fconst(v, 127.0))
-    return b.fptosi(r, float_type(v, I8))
+    return b.fptosi(r, float_type(v, to))
 
 
 def bounds_after(act_type: int, params) -> tuple[bool, float | None]:

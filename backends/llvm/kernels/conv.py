@@ -147,9 +147,10 @@ class Epilogue:
     act_params: list
     top_scale: float | None  # requantize to int8 when set
 
-    def apply(self, b: ir.IRBuilder, module: ir.Module, name: str, acc: ir.Value, index: ir.Value) -> ir.Value:
+    def apply(self, b: ir.IRBuilder, module: ir.Module, name: str, acc: ir.Value, index: ir.Value,
+              int_type: ir.Type = I8) -> ir.Value:
         """Turn one accumulator vector (output channels ``index .. index+VW`` of the padded table) into
-        the stored values (float32, or int8 when requantizing)."""
+        the stored values (float32, or int8 when requantizing: in ``int_type`` lanes)."""
         lanes = acc.type.count
         if self.int8:
             scale = load(b, _global(module, f"{name}.scale", self.scale), vec(F32, lanes), index)
@@ -166,7 +167,7 @@ class Epilogue:
             nonnegative, high = bounds_after(self.act, self.act_params)
             below = None if high is None or top <= 0 else float(np.float32(high) * top)  # rounding is monotone
             out = float2int8(b, b.fmul(out, splat(b, ir.Constant(F32, float(top)), lanes)),
-                             nonnegative=nonnegative and top > 0, below=below)
+                             nonnegative=nonnegative and top > 0, below=below, to=int_type)
         return out
 
 
@@ -642,17 +643,26 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
     tiled = False
     scale = float(layer.weight("bottom_int8_scales").ravel()[0]) if int8 else 1.0
     if g.depthwise and int8:  # 16-bit products, taps in pairs (kernels/depthwise.py)
-        from ncnnc.backends.llvm.kernels.depthwise import emit_depthwise_i16, pack_depthwise_i16
+        from ncnnc.backends.llvm.kernels import depthwise
 
-        dw_lanes = max(lw.target.options.get("vector_bits", 128) // 16, 8)
+        pair_dot = depthwise.PAIR_DOTS.get(want := lw.target.options.get("int8_dot"))
+        if pair_dot is not None and DOT_SCHEMES[want].feature not in _features(lw.target):
+            pair_dot = None
+        dw_lanes = pair_dot.width if pair_dot else max(lw.target.options.get("vector_bits", 128) // 16, 8)
         epi = _epilogue(layer, g, int8, -(-g.n // dw_lanes), dw_lanes)
         if epi.top_scale is None and layer.outputs[0] in lw.write_scales:
             epi = replace(epi, top_scale=lw.write_scales[layer.outputs[0]])
         prepared = prepare_int8(lw, src, scale, g.pads, dw_lanes)
-        packed_dw = pack_depthwise_i16(weight, g.kh, g.kw, g.n, prepared.chw[0])
         out = lw.output(layer, 0, "i8" if epi.top_scale is not None else "f32")
-        lw.add("dwconv", [prepared], [out], lambda ctx: emit_depthwise_i16(ctx, g, packed_dw, epi, dw_lanes),
-               macs=g.macs, parallel=True)
+        if pair_dot is not None:
+            def emit_dw(ctx: KernelContext) -> ir.Function:
+                return depthwise.emit_depthwise_pairs(ctx, g, weight, epi, pair_dot)
+        else:
+            packed_dw = depthwise.pack_depthwise_i16(weight, g.kh, g.kw, g.n, prepared.chw[0])
+
+            def emit_dw(ctx: KernelContext) -> ir.Function:
+                return depthwise.emit_depthwise_i16(ctx, g, packed_dw, epi, dw_lanes)
+        lw.add("dwconv", [prepared], [out], emit_dw, macs=g.macs, parallel=True)
         return
     if g.depthwise:  # fp32 (int8 depthwise went to kernels/depthwise.py above)
         blocks = -(-g.n // lanes)

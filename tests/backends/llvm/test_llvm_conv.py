@@ -741,3 +741,27 @@ def test_armv8_int8_dot_kernels_on_drawn_layers(target, cases, seed):
     assert_matches(arm, simulate(graph, inputs))
     (threaded,) = native.run_native(built, [inputs], threads=3)  # the tiled kernels split their rows
     assert_matches(threaded, arm)
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64-v4-vnni", "x86-64-v3"])
+def test_int8_depthwise_pair_instructions(target):
+    """x86 depthwise layers multiply a pair of taps per instruction: the hottest block of a 3x3 depthwise
+    kernel is made of 16-bit pair dots (``vpdpwssd``, or ``vpmaddwd``, which LLVM also uses for it where it
+    tunes for a CPU without fast VNNI or when an accumulator starts at zero), with no 16-bit multiplies
+    (the other targets' kernel) left in it."""
+    import re
+
+    from ncnnc.backends.llvm import build
+    from ncnnc.backends.llvm.targets import resolve
+
+    if not resolve(target).triple.startswith("x86_64"):
+        pytest.skip("the host is not an x86-64")
+    spec = ConvSpec("ConvolutionDepthWise", 48, 48, 48, 3, 3, 1, 1, 1, 1, (1, 1, 1, 1), 3, (0.0, 6.0), True, True,
+                    101)
+    b = GraphBuilder()
+    add_conv(b, b.input("data", (48, 12, 12)), spec, np.random.default_rng(0), "out")
+    blocks = _kernel_loops(build(b.build(), target, use_cache=False, assembly=True).assembly, "dwconv")
+    counts = [len(re.findall(r"^\s+(vpdpwssd|vpmaddwd)\s", block, re.M)) for block in blocks]
+    hot = blocks[counts.index(max(counts))]
+    assert max(counts) >= 30  # 3 pixels x 5 pairs x 2 halves
+    assert not re.search(r"^\s+vpmullw\s", hot, re.M), hot
