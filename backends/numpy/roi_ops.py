@@ -87,3 +87,72 @@ class PSROIPooling(Op):
                     area = F((he - hs) * (we - ws))
                     out[:, i, j] = grid[:, i, j, hs:he, ws:we].sum(axis=(1, 2), dtype=F) / area
         return out
+
+
+def _bilinear(channels: np.ndarray, x: float, y: float) -> np.ndarray:
+    """ncnn's bilinear_interpolate at (x, y) of every channel: the far neighbour clamped to the edge (at
+    exactly the far edge ncnn reads past the map, which ncnnc clamps too)."""
+    _, h, w = channels.shape
+    x0, y0 = min(int(x), w - 1), min(int(y), h - 1)
+    x1, y1 = x0 + 1, y0 + 1
+    a0, a1 = F(x1) - F(x), F(x) - F(x0)
+    b0, b1 = F(y1) - F(y), F(y) - F(y0)
+    if x1 >= w:
+        x1, a0, a1 = w - 1, F(1), F(0)
+    if y1 >= h:
+        y1, b0, b1 = h - 1, F(1), F(0)
+    r0 = channels[:, y0, x0] * a0 + channels[:, y0, x1] * a1
+    r1 = channels[:, y1, x0] * a0 + channels[:, y1, x1] * a1
+    return r0 * b0 + r1 * b1
+
+
+@register_op("ROIAlign")
+class ROIAlign(Op):
+    """Average of bilinear samples in each bin of the first roi: ``5=version`` 0 (ncnn's own: bins clipped
+    to the map) or 1 (Detectron2's: samples outside dropped), ``4=aligned`` half-pixel offset."""
+
+    def run(self, x: np.ndarray, rois: np.ndarray) -> np.ndarray:
+        """``(N, c, pooled_h, pooled_w)``."""
+        return per_sample(self._one, x, rois)
+
+    def _one(self, x: np.ndarray, rois: np.ndarray) -> np.ndarray:
+        c, h, w = x.shape
+        p = self.p
+        pw, ph, ratio = p["pooled_width"], p["pooled_height"], p["sampling_ratio"]
+        x1, y1, x2, y2 = (F(v) * F(float_value(p["spatial_scale"])) for v in _first_roi(rois))
+        if p["aligned"]:
+            x1, y1, x2, y2 = x1 - F(0.5), y1 - F(0.5), x2 - F(0.5), y2 - F(0.5)
+        rw, rh = x2 - x1, y2 - y1
+        if not p["aligned"]:
+            rw, rh = max(rw, F(1)), max(rh, F(1))
+        bw, bh = rw / F(pw), rh / F(ph)
+        out = np.zeros((c, ph, pw), F)
+        if p["version"] == 1:
+            gh = ratio if ratio > 0 else int(np.ceil(rh / F(ph)))
+            gw = ratio if ratio > 0 else int(np.ceil(rw / F(pw)))
+            count = F(max(gh * gw, 1))
+        for i in range(ph):
+            for j in range(pw):
+                total = np.zeros(c, F)
+                if p["version"] == 0:
+                    hs, ws = min(max(y1 + F(i) * bh, F(0)), F(h)), min(max(x1 + F(j) * bw, F(0)), F(w))
+                    he, we = min(max(y1 + F(i + 1) * bh, F(0)), F(h)), min(max(x1 + F(j + 1) * bw, F(0)), F(w))
+                    gh = ratio if ratio > 0 else int(np.ceil(he - hs))
+                    gw = ratio if ratio > 0 else int(np.ceil(we - ws))
+                    if he <= hs or we <= ws:
+                        continue
+                    for by in range(gh):
+                        yy = hs + (F(by) + F(0.5)) * bh / F(gh)
+                        for bx in range(gw):
+                            total += _bilinear(x, ws + (F(bx) + F(0.5)) * bw / F(gw), yy)
+                    out[:, i, j] = total / F(gh * gw)
+                else:
+                    for by in range(gh):
+                        yy = y1 + F(i) * bh + (F(by) + F(0.5)) * bh / F(gh)
+                        for bx in range(gw):
+                            xx = x1 + F(j) * bw + (F(bx) + F(0.5)) * bw / F(gw)
+                            if yy < -1.0 or yy > h or xx < -1.0 or xx > w:
+                                continue
+                            total += _bilinear(x, max(xx, F(0)), max(yy, F(0)))
+                    out[:, i, j] = total / count
+        return out

@@ -257,3 +257,18 @@ def test_recurrent(ltype: str, params: dict, states: int) -> None:
     inputs = {"x": rng.standard_normal((7, 5)).astype(np.float32)}
     inputs |= {f"s{i}": rng.standard_normal((dirs, s)).astype(np.float32) for i, s in enumerate(sizes[:states])}
     compare(b.build(), inputs, tol=1e-4)
+
+
+@pytest.mark.parametrize("params", [
+    {0: 3, 1: 2, 2: 0.25, 3: 2, 4: 0, 5: 0},
+    {0: 4, 1: 4, 2: 0.25, 3: 0, 4: 1, 5: 0},
+    {0: 3, 1: 3, 2: 0.5, 3: 0, 4: 1, 5: 1},
+    {0: 2, 1: 3, 2: 0.5, 3: 2, 4: 0, 5: 1},
+])
+def test_roialign(params: dict) -> None:
+    """ROIAlign, both versions, aligned or not (a roi inside the map: at its far edge ncnn reads past it)."""
+    b = GraphBuilder()
+    b.layer("ROIAlign", [b.input("x", (3, 9, 11)), b.input("roi", (4,))], params)
+    x = np.random.default_rng(10).standard_normal((3, 9, 11)).astype(np.float32)
+    roi = np.array([4.0, 4.0, 36.0, 30.0] if params[2] == 0.25 else [2.0, 2.0, 18.0, 14.0], np.float32)
+    compare(b.build(), {"x": x, "roi": roi}, tol=1e-4)
