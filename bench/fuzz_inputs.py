@@ -11,6 +11,7 @@ kinds) or plain byte damage, and names the command and the outputs it must write
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
 import struct
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("NCNNC_SHARED", ROOT.parent / "shared"))
 MODEL = SHARED / "models" / "squeezenet_v1.1"
 
 INTERESTING_INTS = (0, 1, -1, 2, 3, 7, 15, 16, 31, 32, 40, 255, 256, 65535, 65536, 2**31 - 1, 2**31, -(2**31),
