@@ -1,7 +1,8 @@
 """The memory limit: sizes implied by shapes are estimated before anything that big is allocated.
 
 The limit is ``--max-memory SIZE`` on the command line (``NCNNC_MAX_MEMORY`` in the environment,
-:func:`set_memory_limit` from Python); by default :data:`DEFAULT_FRACTION` of the machine's memory.
+:func:`set_memory_limit` from Python); by default :data:`DEFAULT_FRACTION` of the memory this process
+may use (:func:`machine_memory`).
 A shape that needs more (a ``shape=`` option, an image whose header claims 10^10 pixels, an Input or
 Interp layer with huge sizes) is refused with one line naming the option or layer and the size.
 """
@@ -37,11 +38,28 @@ def parse_size(text: str) -> int:
 
 
 def machine_memory() -> int:
-    """Physical memory in bytes (4 GiB when the system does not say)."""
+    """The memory this process may use, in bytes: physical memory, lowered by an address-space rlimit
+    and a cgroup (v2) memory limit when they are smaller (4 GiB when the system does not say)."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        sizes = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
     except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
+        sizes = [4 * 2**30]
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            sizes.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        if text.isdigit():
+            sizes.append(int(text))
+    except OSError:
+        pass
+    return min(sizes)
 
 
 def set_memory_limit(limit: int | str | None) -> None:

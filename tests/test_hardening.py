@@ -225,3 +225,11 @@ def test_shape_option_beyond_the_limit(capsys, tmp_path, model, image_paths):
           "the resized image (shape=) of shape [3, 100000, 100000]", "memory limit")
     fails(capsys, ["table", *model, tmp_path / "list.txt", tmp_path / "t.table", "shape=[8,8,3]", "method=percentile",
                    "--max-memory", "x"], "--max-memory x: expected a size")
+
+
+def test_default_limit_follows_an_address_space_rlimit():
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31)); "
+            "from ncnnc.core.resources import memory_limit; print(memory_limit())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "NCNNC_MAX_MEMORY"})
+    assert int(done.stdout) == 2**30, done.stderr
