@@ -190,12 +190,22 @@ class CalibratorFactory:
                 choices = ", ".join(known) or "none"
                 raise NcnncError(f"method {self.name} has no parameter {key!r} (parameters: {choices})")
             out[key] = known[key].parse(value)
+        if values:
+            self._create(out)  # a value the method's constructor refuses is an error before any work
         return out
+
+    def _create(self, resolved: Mapping[str, Any]) -> Calibrator:
+        """The calibrator; a value its constructor refuses (``ValueError``) is a user error naming the method."""
+        try:
+            return self.create(**{p.name: resolved[p.name] for p in self.params})
+        except ValueError as e:
+            given = ", ".join(f"{p.name}={resolved[p.name]}" for p in self.params)
+            raise NcnncError(f"method {self.name} ({given}): {e}") from None
 
     def make(self, values: Mapping[str, Any] | None = None) -> Calibrator:
         """A calibrator for one blob, with ``values`` (resolved or not) for ``params``."""
         resolved = self.resolve(values)
-        cal = self.create(**{p.name: resolved[p.name] for p in self.params})
+        cal = self._create(resolved)
         check_calibrator(cal, self.name)
         return cal
 

@@ -233,3 +233,10 @@ def test_default_limit_follows_an_address_space_rlimit():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "NCNNC_MAX_MEMORY"})
     assert int(done.stdout) == 2**30, done.stderr
+
+
+def test_a_method_parameter_its_calibrator_refuses(capsys, tmp_path, model, image_paths):
+    (tmp_path / "list.txt").write_text(f"{image_paths[0]}\n")
+    fails(capsys, ["table", *model, tmp_path / "list.txt", tmp_path / "t.table", "shape=[8,8,3]", "method=percentile",
+                   "percentile=200"], "method percentile (percentile=200.0): percentile must be in (0, 100]")
+    assert not (tmp_path / "t.table").exists()
