@@ -79,8 +79,8 @@ def evaluate(expr: str, shapes: Sequence[tuple[int, ...]], where: str = "") -> l
         for t in reversed(tokens(expr)):
             if _BLOB.match(t):
                 shape = shapes[int(t[0])]
-                padded = (1,) * (4 - len(shape)) + tuple(shape)
-                stack.append(1 if t[1] == "n" else padded["cdhw".index(t[1])])
+                sizes = dict(zip({1: "w", 2: "hw", 3: "chw", 4: "cdhw"}[len(shape)], shape))
+                stack.append(sizes.get(t[1], 1))  # an absent axis (and the batch n) is 1
             elif t in ops:
                 stack.append(_apply(t, stack))
             else:

@@ -44,17 +44,16 @@ def test_rewritten_model_runs_identically(tmp_path):
     np.testing.assert_array_equal(ref["r"], np.where(x[:1] > 0, x[:1], 0.5 * x[:1]))
 
 
-def test_reshape_expression_is_refused_not_guessed():
-    """The runtime evaluates Reshape's 6= expression; ncnnc cannot yet, so it says so instead of
-    silently reshaping by 0=/1=/2=."""
-    import pytest
-
+def test_reshape_expression_is_evaluated_as_the_runtime_does(tmp_path):
+    """Reshape's 6= expression (here "0w,0h,0c") sets the shape, not 0=/1=/2=: shape inference and the
+    numpy backend give the runtime's blob."""
     from ncnnc.backends.numpy import Interpreter
-    from ncnnc.core.errors import NcnncError
     from ncnnc.core.shapes import infer_shapes
 
+    (tmp_path / "m.param").write_text(PARAM)
+    (tmp_path / "m.bin").write_bytes(b"")
+    x = np.random.default_rng(1).standard_normal((4, 6, 8)).astype(np.float32)
+    ref = RuntimeNet(tmp_path / "m.param", tmp_path / "m.bin").run({"data": x}, ["out"])["out"]
     graph = parse_param(PARAM)
-    with pytest.raises(NcnncError, match=r'layer flat: Reshape with a shape expression \(6="0w,0h,0c"\)'):
-        infer_shapes(graph)
-    with pytest.raises(NcnncError, match="shape expression"):
-        Interpreter(graph).run({"data": np.zeros((1, 4, 6, 8), np.float32)}, ["out"])
+    assert infer_shapes(graph, {"data": (4, 6, 8)})["out"] == ref.shape == (3, 6, 8)
+    np.testing.assert_array_equal(Interpreter(graph).run({"data": x[None]}, ["out"])["out"][0], ref)
