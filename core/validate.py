@@ -190,8 +190,8 @@ def _number_problem(value: object, is_float: bool | None) -> str | None:
         return None
     if not INT32_MIN <= int(value) <= INT32_MAX:
         return f"{value} does not fit in int32"
-    # an integer where ncnn reads a float is loaded (ncnn reads its bits: 1077936128 is 3.0); ncnn's own
-    # example models write Yolov3DetectionOutput masks and PriorBox steps that way
+    # an integer where ncnn reads a float is loaded, as the runtime loads it (a scalar as that number, a large
+    # array element as a float's bits); ncnn's own example models write PriorBox steps and Yolov3 masks so
     return None
 
 

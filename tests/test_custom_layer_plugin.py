@@ -42,3 +42,20 @@ def test_with_the_plugin_yolov5_infers_and_calibrates(tmp_path: Path, image_path
                            norm=[1 / 255] * 3, shape=[64, 64, 3], pixel="RGB", method="minmax")
     assert len(result.table.input_scales) == 70  # every Convolution of yolov5s
     assert all(np.isfinite(v).all() and (np.asarray(v) > 0).all() for v in result.table.input_scales.values())
+
+
+def test_inspect_takes_a_shape_per_input() -> None:
+    """A two-input model (Faster R-CNN: image and im_info): --input/--shape pairs, or ncnn2table's
+    shape=[..],[..], give each input its shape; an unknown input is one line, exit 2."""
+    model = str(ASSETS / "ZF_faster_rcnn_final.param")
+
+    def inspect(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ncnnc", "inspect", model, *args, "--summary"],
+                              capture_output=True, text=True)
+
+    pairs = inspect("--input", "data", "--shape", "[96,96,3]", "--input", "im_info", "--shape", "[3]")
+    table_form = inspect("shape=[96,96,3],[3]")
+    assert pairs.returncode == table_form.returncode == 0, pairs.stderr + table_form.stderr
+    assert "MACs:" in pairs.stdout and pairs.stdout == table_form.stdout
+    bad = inspect("--input", "im_nfo", "--shape", "[3]")
+    assert bad.returncode == 2 and "im_nfo" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
