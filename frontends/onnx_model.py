@@ -48,6 +48,7 @@ def read_model(path: str | Path) -> onnx.ModelProto:
                                str(path))
     _load_external_data(model, path)
     check_tensors(model, str(path))
+    check_arity(model, opset, str(path))
     _initializers_as_constants(model)
     return model
 
@@ -74,6 +75,27 @@ def check_tensors(model: onnx.ModelProto, path: str) -> None:
         have = _stored_count(t, dtype.itemsize)
         if have is not None and have != count:
             raise ModelFormatError(f"{what} has dims {list(t.dims)} ({count} values) but stores {have}", path)
+
+
+def check_arity(model: onnx.ModelProto, opset: int, path: str) -> None:
+    """Every standard node has as many inputs and outputs as its operator's ONNX schema allows.
+
+    Operators the schema does not know are left to the converter (which names them as unsupported).
+    """
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+        except onnx.defs.SchemaError:
+            continue
+        label = f"node {node.name or index} ({node.op_type})"
+        if not schema.min_input <= len(node.input) <= schema.max_input:
+            raise ModelFormatError(f"{label} has {len(node.input)} inputs; {node.op_type} takes "
+                                   f"{schema.min_input} to {schema.max_input}", path)
+        if not schema.min_output <= len(node.output) <= schema.max_output:
+            raise ModelFormatError(f"{label} has {len(node.output)} outputs; {node.op_type} gives "
+                                   f"{schema.min_output} to {schema.max_output}", path)
 
 
 def _stored_count(t: onnx.TensorProto, itemsize: int) -> int | None:

@@ -240,3 +240,12 @@ def test_a_method_parameter_its_calibrator_refuses(capsys, tmp_path, model, imag
     fails(capsys, ["table", *model, tmp_path / "list.txt", tmp_path / "t.table", "shape=[8,8,3]", "method=percentile",
                    "percentile=200"], "method percentile (percentile=200.0): percentile must be in (0, 100]")
     assert not (tmp_path / "t.table").exists()
+
+
+def test_onnx_node_with_the_wrong_number_of_inputs(capsys, tmp_path, squeezenet_dir):
+    """Found by the fuzz campaign: a Relu node retyped as Add (one input) was an IndexError in the mapper."""
+    m = onnx.load(squeezenet_dir / "squeezenet_v1.1.onnx")
+    next(n for n in m.graph.node if n.op_type == "Relu").op_type = "Add"
+    onnx.save(m, tmp_path / "arity.onnx")
+    fails(capsys, ["convert", tmp_path / "arity.onnx", tmp_path / "o.param", tmp_path / "o.bin"],
+          "arity.onnx", "(Add) has 1 inputs; Add takes 2 to 2")
