@@ -6,8 +6,8 @@
 Each run is a fresh ``ncnnc table`` process (start-up included) on the -opt32 SqueezeNet with
 the shared images (repeated past 500) in the same order, timed from outside.  Configurations:
 ``thread=N`` (local processes) and ``dask`` (a ``distributed.LocalCluster`` of 2 single-threaded
-worker processes on this machine, started once before the runs and restarted before each run, as
-a standing cluster would be; the command is given its address).  Printed per run: wall seconds,
+worker processes on this machine, started afresh before each run and not timed, as a standing
+cluster would be; the command is given its address).  Printed per run: wall seconds,
 the driver's peak RSS, the largest worker's peak RSS (forked processes, or Dask workers), and
 the ratios to ``thread=1`` on the same images.  Every table is checked byte-identical to the
 first configuration's.  The machine is shared: the numbers are the best of ``--rounds`` rounds,
@@ -67,6 +67,18 @@ def run_table(lst: Path, out: Path, method: str, shape: str, extra: list[str]) -
     return {"wall": wall, "driver_mb": report["driver_kb"] / 1024, "worker_mb": report["children_kb"] / 1024}
 
 
+def run_dask(lst: Path, out: Path, args: argparse.Namespace) -> dict:
+    """One run on a fresh 2-worker LocalCluster (its start not timed); the workers' peak RSS too."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        got = run_table(lst, out, args.method, args.shape, [f"scheduler={client.scheduler.address}"])
+        rss = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss)
+    got["worker_mb"] = max(rss.values()) / 1024
+    return got
+
+
 def main() -> None:
     """Run every configuration on every set size; print the table of results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
@@ -76,40 +88,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--shape", default="227,227,3", help="ncnn2table's shape=, w,h,c")
     args = parser.parse_args()
-    cluster = client = None
-    if "dask" in args.configs:
-        import distributed
-
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
-        client = distributed.Client(cluster)
     best: dict[tuple[int, str], dict] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            for count in args.images:
-                lst = image_list(folder, count)
-                for _ in range(args.rounds):
-                    for config in args.configs:
-                        out = table_path(folder, count, config)
-                        if config == "dask":
-                            client.restart()  # fresh workers: their peak RSS is this run's
-                            address = client.scheduler.address
-                            got = run_table(lst, out, args.method, args.shape, [f"scheduler={address}"])
-                            rss = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss)
-                            got["worker_mb"] = max(rss.values()) / 1024
-                        else:
-                            got = run_table(lst, out, args.method, args.shape, [config])
-                        key = (count, config)
-                        if key not in best or got["wall"] < best[key]["wall"]:
-                            best[key] = got
-                first = table_path(folder, count, args.configs[0]).read_bytes()
-                same = all(table_path(folder, count, c).read_bytes() == first for c in args.configs)
-                print(f"{count} images: tables byte-identical across configurations: {same}")
-    finally:
-        if client is not None:
-            client.close()
-            cluster.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for count in args.images:
+            lst = image_list(folder, count)
+            for _ in range(args.rounds):
+                for config in args.configs:
+                    out = table_path(folder, count, config)
+                    got = run_dask(lst, out, args) if config == "dask" else run_table(lst, out, args.method,
+                                                                                      args.shape, [config])
+                    print(f"  {count} images {config}: {got['wall']:.2f} s, driver {got['driver_mb']:.0f} MB, "
+                          f"worker {got['worker_mb']:.0f} MB", flush=True)
+                    key = (count, config)
+                    if key not in best or got["wall"] < best[key]["wall"]:
+                        best[key] = got
+            first = table_path(folder, count, args.configs[0]).read_bytes()
+            same = all(table_path(folder, count, c).read_bytes() == first for c in args.configs)
+            print(f"{count} images: tables byte-identical across configurations: {same}", flush=True)
     print(f"\nncnnc table method={args.method} shape=[{args.shape}], SqueezeNet -opt32, "
           f"best of {args.rounds} round(s), {os.cpu_count()} cores (shared machine)")
     print(f"{'images':>7} {'config':>9} {'wall s':>8} {'x thread=1':>10} {'driver MB':>10} {'x thread=1':>10} "

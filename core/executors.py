@@ -19,7 +19,9 @@ images done.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import multiprocessing
 import queue
 from abc import ABC, abstractmethod
@@ -92,15 +94,19 @@ ShardTask = Callable[[Worker, Shard, Tick], Any]
 
 
 def split(plan: Sequence[range], parts: int) -> list[list[range]]:
-    """``plan``'s batches as at most ``parts`` contiguous shards of (nearly) equal length."""
+    """``plan``'s batches as at most ``parts`` contiguous shards with as equal image counts as whole
+    batches allow (the short last batch counts for what it holds)."""
     parts = max(1, min(parts, len(plan)))
-    per, extra = divmod(len(plan), parts)
-    shards, start = [], 0
-    for i in range(parts):
-        end = start + per + (i < extra)
-        shards.append(list(plan[start:end]))
-        start = end
-    return [s for s in shards if s]
+    ends = list(itertools.accumulate(len(b) for b in plan))  # images up to and including each batch
+    cuts = [0]
+    for k in range(1, parts):
+        target = ends[-1] * k / parts
+        i = bisect.bisect_left(ends, target)  # first batch reaching the target; the one before may be closer
+        if i > 0 and target - ends[i - 1] <= ends[i] - target:
+            i -= 1
+        cuts.append(min(max(i + 1, cuts[-1] + 1), len(plan) - (parts - k)))
+    cuts.append(len(plan))
+    return [list(plan[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
 class Session(ABC):
