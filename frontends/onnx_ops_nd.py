@@ -7,7 +7,6 @@ static input size.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -108,53 +107,67 @@ def pool_nd(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> None:
     cx.add(f"Pooling{rank}D", [cx.logical_blob(node.input[0])], [node.output[0]], params)
 
 
+MAX_DILATED_TAPS = 256
+"""A dilated max pool is built from one Crop + Pooling + BinaryOp per kernel tap and axis; at most this many
+taps along one axis."""
+
+
 def dilated_max_pool(cx: Converter, node: onnx.NodeProto, kernel: list[int], strides: list[int],
                      dilations: list[int], begins: list[int], ends: list[int]) -> None:
-    """MaxPool with dilations on NCW / NCHW -> the maximum of its taps, exactly.
+    """MaxPool with dilations on NCW / NCHW -> maxima of strided crops, one axis after the other, exactly.
 
-    ncnn's pooling has no dilation, but a dilated max pool is the maximum over its kernel taps of
-    strided views of the input: each tap is a Crop of the ``-FLT_MAX``-padded input subsampled by a
-    1-wide Pooling of the pool's stride, and BinaryOp max combines them (``prod(kernel)`` taps).
+    ncnn's pooling has no dilation, but a max pool is separable, and along one axis a dilated max pool
+    is the maximum over its kernel taps of strided views of the input: each tap is a Crop of the
+    ``-FLT_MAX``-padded input, subsampled by a 1-wide Pooling of the pool's stride, and BinaryOp max
+    combines them (``sum(kernel)`` taps in all).
     """
     from ncnnc.core.layer_types import FLT_MAX
 
     rank = len(kernel)
+    if max(kernel) > MAX_DILATED_TAPS:
+        raise cx.unsupported(f"pooling dilations {dilations} with a kernel {kernel} longer than {MAX_DILATED_TAPS} "
+                             "taps along one axis are not supported")
     src = cx.logical_blob(node.input[0])
     shape = cx.nshape[src]
     sizes, outs = list(shape[1:]), list(cx.shape(node.output[0])[2:])
     # pad so that every tap's last position exists (ceil_mode windows may reach past the pads)
     need = [(k - 1) * d + s * (o - 1) + 1 for k, d, s, o in zip(kernel, dilations, strides, outs)]
     after = [max(e, n - b - size) for n, b, e, size in zip(need, begins, ends, sizes)]
-    padded_shape = (shape[0], *(b + size + a for b, size, a in zip(begins, sizes, after)))
+    current = [b + size + a for b, size, a in zip(begins, sizes, after)]
     if any(begins) or any(after):
         padded = cx.fresh_blob(f"{node.output[0]}_padded")
         ids = {1: ((2, 3),), 2: ((0, 1), (2, 3))}[rank]
         params = {4: 0, 5: -FLT_MAX}
         for (lo_id, hi_id), b, a in zip(ids, begins, after):
             params[lo_id], params[hi_id] = b, a
-        cx.add("Padding", [src], [padded], params, shapes=[padded_shape])
+        cx.add("Padding", [src], [padded], params, shapes=[(shape[0], *current)])
         src = padded
-    out = node.output[0]
-    acc = None
-    out_shape = (shape[0], *outs)
-    for k, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
-        starts = [t * d for t, d in zip(tap, dilations)]
-        stops = [st + s * (o - 1) + 1 for st, s, o in zip(starts, strides, outs)]
-        crop = cx.fresh_blob(f"{out}_tap{k}")
-        cx.add("Crop", [src], [crop], {9: starts, 10: stops, 11: list(range(1, rank + 1))},
-               shapes=[(shape[0], *(b - a for a, b in zip(starts, stops)))])
-        picked = cx.fresh_blob(f"{out}_tap{k}_strided")
-        if rank == 1:
-            cx.add("Pooling1D", [crop], [picked], {0: 0, 1: 1, 2: strides[0], 5: 1}, shapes=[out_shape])
-        else:
-            cx.add("Pooling", [crop], [picked], {0: 0, 1: 1, 11: 1, 2: strides[1], 12: strides[0], 5: 1},
-                   shapes=[out_shape])
-        if acc is None:
-            acc = picked
-            continue
-        last = k == int(np.prod(kernel)) - 1
-        target = out if last else cx.fresh_blob(f"{out}_max{k}")
-        cx.add("BinaryOp", [acc, picked], [target], {0: 4}, shapes=[out_shape])
-        acc = target
-    if acc != out:  # a 1-tap kernel
-        cx.add("Noop", [acc], [out], shapes=[out_shape])
+    for axis in range(rank):
+        last_axis = axis == rank - 1
+        current[axis] = outs[axis]
+        reduced = (shape[0], *current)
+        acc = None
+        for t in range(kernel[axis]):
+            start = t * dilations[axis]
+            stop = start + strides[axis] * (outs[axis] - 1) + 1
+            base = f"{node.output[0]}_axis{axis}_tap{t}"
+            crop = cx.fresh_blob(base)
+            cropped = list(cx.nshape[src])
+            cropped[axis + 1] = stop - start
+            cx.add("Crop", [src], [crop], {9: [start], 10: [stop], 11: [axis + 1]}, shapes=[tuple(cropped)])
+            picked = cx.fresh_blob(f"{base}_strided")
+            if rank == 1:
+                cx.add("Pooling1D", [crop], [picked], {0: 0, 1: 1, 2: strides[0], 5: 1}, shapes=[reduced])
+            else:
+                stride = {2: strides[1], 12: 1} if axis == 1 else {2: 1, 12: strides[0]}
+                cx.add("Pooling", [crop], [picked], {0: 0, 1: 1, 11: 1, **stride, 5: 1}, shapes=[reduced])
+            if acc is None:
+                acc = picked
+                continue
+            final = last_axis and t == kernel[axis] - 1
+            target = node.output[0] if final else cx.fresh_blob(f"{base}_max")
+            cx.add("BinaryOp", [acc, picked], [target], {0: 4}, shapes=[reduced])
+            acc = target
+        src = acc  # type: ignore[assignment]
+    if src != node.output[0]:  # the last axis had a 1-tap kernel
+        cx.add("Noop", [src], [node.output[0]], shapes=[(shape[0], *outs)])
