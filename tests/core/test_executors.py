@@ -17,6 +17,7 @@ import pytest
 from ncnnc.core.calibration import calibrate
 from ncnnc.core.dask_executor import INSTALL_HINT, DaskExecutor
 from ncnnc.core.errors import NcnncError
+from ncnnc.core.executors import split
 
 distributed = pytest.importorskip("distributed", reason="the test extra installs dask[distributed]")
 
@@ -143,6 +144,16 @@ def test_without_distributed_one_clear_error(model, images40, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"ncnnc table: error: {INSTALL_HINT}" and not out.exists()
+
+
+@pytest.mark.parametrize(("images", "batch", "parts", "counts"), [
+    (100, 8, 2, [48, 52]), (100, 8, 3, [32, 32, 36]), (40, 2, 2, [20, 20]), (7, 2, 3, [2, 2, 3]),
+    (5, 1, 8, [1, 1, 1, 1, 1]), (1, 8, 2, [1]), (10000, 8, 2, [5000, 5000])])
+def test_split_keeps_batches_whole_and_balances_images(images, batch, parts, counts):
+    plan = [range(i, min(i + batch, images)) for i in range(0, images, batch)]
+    shards = split(plan, parts)
+    assert [r for shard in shards for r in shard] == plan
+    assert [sum(len(r) for r in shard) for shard in shards] == counts
 
 
 def test_unknown_executor_is_a_user_error(model, images40, tmp_path):
