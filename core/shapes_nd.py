@@ -88,6 +88,34 @@ def _conv_nd(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [(layer.p("num_output"), *(a.out(s) for a, s in zip(conv_axes(layer, spatial), spatial)))]
 
 
+OUTPUT_PADS = {"w": "output_pad_right", "h": "output_pad_bottom", "d": "output_pad_behind"}
+
+
+def deconv_sizes(layer: Layer, sizes: Shape) -> list[tuple[int, int, int]]:
+    """Each spatial axis (outermost first) of an N-D Deconvolution: ``(full size, cut before, cut after)``.
+
+    The full size is ``(size - 1) * stride + dilation * (kernel - 1) + 1 + output_pad``; ncnn cuts the pad
+    params from it (only explicit pads are supported here: no SAME / ``output_w`` forms).
+    """
+    rank = window_rank(layer.type)
+    names = AXES[rank]
+    if any(layer.p(p) < 0 for n in names for p in PADS[n]) or layer.p("output_w") > 0:
+        raise UnsupportedError("Deconvolution with SAME padding or output_w is not supported",
+                               where=f"layer {layer.name}")
+    result = []
+    for name, size in zip(names, sizes):
+        k, s, d = layer.p(f"kernel_{name}"), layer.p(f"stride_{name}"), layer.p(f"dilation_{name}")
+        full = (size - 1) * s + d * (k - 1) + 1 + layer.p(OUTPUT_PADS[name])
+        before, after = (layer.p(p) for p in PADS[name])
+        result.append((full, before, after))
+    return result
+
+
+@shape_rule("Deconvolution1D", "DeconvolutionDepthWise1D", "Deconvolution3D", "DeconvolutionDepthWise3D")
+def _deconv_nd(layer: Layer, ins: list[Shape]) -> list[Shape]:
+    return [(layer.p("num_output"), *(full - b - a for full, b, a in deconv_sizes(layer, ins[0][1:])))]
+
+
 @shape_rule("Pooling1D", "Pooling3D")
 def _pool_nd(layer: Layer, ins: list[Shape]) -> list[Shape]:
     if layer.p("global_pooling"):

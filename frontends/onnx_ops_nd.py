@@ -171,3 +171,33 @@ def dilated_max_pool(cx: Converter, node: onnx.NodeProto, kernel: list[int], str
         src = acc  # type: ignore[assignment]
     if src != node.output[0]:  # the last axis had a 1-tap kernel
         cx.add("Noop", [src], [node.output[0]], shapes=[(shape[0], *outs)])
+
+
+def conv_transpose_nd(cx: Converter, node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """ConvTranspose with a 3-D or 5-D weight -> Deconvolution1D/3D, or the depthwise form when ``group > 1``.
+
+    ONNX weights ``(cin, cout/group, *kernel)`` are stored output-major per group, as ncnn reads them.
+    """
+    rank = weight.ndim - 2
+    attrs = cx.attrs(node)
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "") or "output_shape" in attrs:
+        raise cx.unsupported("ConvTranspose with auto_pad or output_shape is not supported; give explicit pads")
+    group = int(attrs.get("group", 1))
+    cin, cout_g, *kernel = weight.shape
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    out_pads = list(attrs.get("output_padding", [0] * rank))
+    params = {0: group * cout_g, 5: int(bias is not None), 6: int(weight.size),
+              **_geometry(CONV_IDS[rank], kernel=kernel, dilation=dilations, stride=strides, begin=pads[:rank],
+                          end=pads[rank:]),
+              **dict(zip((20, 19, 18) if rank == 3 else (18,), out_pads))}
+    reordered = weight.reshape(group, cin // group, cout_g, *kernel).swapaxes(1, 2)
+    weights = {"weight": reordered.reshape(group * cout_g, cin // group, *kernel)}
+    if bias is not None:
+        weights["bias"] = bias.reshape(-1)
+    ltype = f"Deconvolution{rank}D"
+    if group > 1:
+        ltype = f"DeconvolutionDepthWise{rank}D"
+        params[7] = group
+    cx.add(ltype, [cx.logical_blob(node.input[0])], [node.output[0]], params, weights)

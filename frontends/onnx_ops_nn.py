@@ -9,7 +9,7 @@ import onnx
 
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
-from ncnnc.frontends.onnx_ops_nd import conv_nd, dilated_max_pool, pool_nd
+from ncnnc.frontends.onnx_ops_nd import conv_nd, conv_transpose_nd, dilated_max_pool, pool_nd
 from ncnnc.frontends.onnx_ops_tensor import binary_op
 
 
@@ -85,8 +85,11 @@ def conv_transpose(cx: Converter, node: onnx.NodeProto) -> None:
     """
     attrs = cx.attrs(node)
     weight = cx.input_const(node, 1)
-    if weight is None or weight.ndim != 4:
-        raise cx.unsupported("ConvTranspose needs a constant 4-D weight (2-D deconvolution)")
+    if weight is None or weight.ndim not in (3, 4, 5):
+        raise cx.unsupported("ConvTranspose needs a constant 3-D, 4-D or 5-D weight (1-D, 2-D or 3-D deconvolution)")
+    if weight.ndim != 4:
+        conv_transpose_nd(cx, node, weight, cx.input_const(node, 2))
+        return
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "") or "output_shape" in attrs:
         raise cx.unsupported("ConvTranspose with auto_pad or output_shape is not supported; give explicit pads")
     bias = cx.input_const(node, 2)

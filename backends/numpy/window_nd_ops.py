@@ -1,4 +1,5 @@
-"""1-D and 3-D windows: Convolution1D/3D, ConvolutionDepthWise1D/3D, Pooling1D/3D (fp32).
+"""1-D and 3-D windows: Convolution1D/3D, ConvolutionDepthWise1D/3D, Deconvolution(DepthWise)1D/3D,
+Pooling1D/3D (fp32).
 
 Inputs are batched ``(N, c, w)`` (1-D types) or ``(N, c, d, h, w)`` (3-D types).  The geometry
 (pads, full padding's tail, SAME) is :mod:`ncnnc.core.shapes_nd`'s, shared with shape inference.
@@ -14,7 +15,7 @@ from ncnnc.backends.numpy.common import activate
 from ncnnc.backends.numpy.registry import Op, register_op
 from ncnnc.core.ir import Layer
 from ncnnc.core.layer_types_nd import window_rank
-from ncnnc.core.shapes_nd import AXES, PADS, Axis, conv_axes, pool_axes
+from ncnnc.core.shapes_nd import AXES, PADS, Axis, conv_axes, deconv_sizes, pool_axes
 
 f32 = np.float32
 FLT_MAX = f32(3.4028234663852886e38)
@@ -68,6 +69,48 @@ class _ConvND(Op):
 
 for _name in ("Convolution1D", "ConvolutionDepthWise1D", "Convolution3D", "ConvolutionDepthWise3D"):
     register_op(_name)(type(_name, (_ConvND,), {"__doc__": f"ncnn {_name} (fp32)."}))
+
+
+class _DeconvND(Op):
+    """Grouped N-D transposed convolution: every input position adds ``weight[o, i, tap] * x[i]`` at
+    ``position * stride + tap * dilation`` of the full output; then bias, activation, and the pads cut."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        if self.p["dynamic_weight"]:
+            raise self.unsupported("with dynamic weights")
+        self.rank = window_rank(layer.type)
+        self.weight = layer.weights["weight"].data.astype(f32)
+        self.bias = layer.weights["bias"].data.astype(f32) if "bias" in layer.weights else None
+        self.group = self.p["group"] if "group" in self.p.schema.by_name else 1
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``(N, cin, *spatial) -> (N, num_output, *out_spatial)``."""
+        sizes = deconv_sizes(self.layer, x.shape[2:])
+        names = AXES[self.rank]
+        kernel = [self.p[f"kernel_{n}"] for n in names]
+        stride = [self.p[f"stride_{n}"] for n in names]
+        dilation = [self.p[f"dilation_{n}"] for n in names]
+        n, cin, g = x.shape[0], x.shape[1], self.group
+        cout = self.weight.shape[0]
+        w = self.weight.reshape(g, cout // g, cin // g, -1)
+        grouped = x.reshape(n, g, cin // g, -1)
+        full = np.zeros((n, g, cout // g, *(size for size, _b, _a in sizes)), f32)
+        for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+            part = np.einsum("goi,ngip->ngop", w[..., t], grouped).reshape(n, g, cout // g, *x.shape[2:])
+            index = tuple(slice(k * d, k * d + s * (m - 1) + 1, s)
+                          for k, d, s, m in zip(tap, dilation, stride, x.shape[2:]))
+            full[(slice(None),) * 3 + index] += part
+        out = full.reshape(n, cout, *full.shape[3:])
+        if self.bias is not None:
+            out += self.bias.reshape((1, -1) + (1,) * self.rank)
+        out = activate(out, self.p["activation_type"], list(self.p["activation_params"]), f"layer {self.layer.name}")
+        cut = tuple(slice(b, size - a) for size, b, a in sizes)
+        return np.ascontiguousarray(out[(slice(None), slice(None), *cut)])
+
+
+for _name in ("Deconvolution1D", "DeconvolutionDepthWise1D", "Deconvolution3D", "DeconvolutionDepthWise3D"):
+    register_op(_name)(type(_name, (_DeconvND,), {"__doc__": f"ncnn {_name} (fp32)."}))
 
 
 class _PoolND(Op):

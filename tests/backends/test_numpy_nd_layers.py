@@ -127,3 +127,23 @@ def test_embed_reads_int32_indices(bias):
     graph = one_layer("Embed", (6,), {0: dim, 1: vocab, 2: bias, 3: vocab * dim}, weights)
     ids = np.array([0, 3, 6, 2, 9, -1], np.int32)  # out-of-range ids are clamped, as ncnn does
     compare(graph, {"data": ids.view(np.float32)})
+
+
+@FEW
+@given(rank=st.sampled_from([1, 3]), group=st.sampled_from([1, 2]), cin_g=st.integers(1, 2), cout_g=st.integers(1, 3),
+       k=st.integers(1, 3), stride=st.integers(1, 2), dil=st.integers(1, 2), pad=st.integers(0, 1),
+       out_pad=st.integers(0, 1), bias=st.booleans(), act=st.integers(0, 4), seed=st.integers(0, 99))
+def test_deconvolution_nd(rank, group, cin_g, cout_g, k, stride, dil, pad, out_pad, bias, act, seed):
+    assume(out_pad < stride)
+    cin, cout = group * cin_g, group * cout_g
+    size = cout * cin_g * k ** rank
+    weights = {"weight": rand(seed, size)} | ({"bias": rand(seed + 1, cout)} if bias else {})
+    geometry = {1: k, 2: dil, 3: stride, 4: pad, 18: out_pad}
+    if rank == 3:
+        geometry |= {11: k, 21: k, 12: dil, 22: dil, 13: stride, 23: stride}
+    params = {0: cout, **geometry, 5: int(bias), 6: size, **ACTS[act]}
+    ltype = f"Deconvolution{rank}D"
+    if group > 1:
+        ltype, params[7] = f"DeconvolutionDepthWise{rank}D", group
+    shape = (cin, 6) if rank == 1 else (cin, 3, 4, 3)
+    compare(one_layer(ltype, shape, params, weights), {"data": rand(seed, *shape)})

@@ -283,3 +283,18 @@ def test_slice_with_steps(shape, start, stop, step, last):
 def test_prelu_broadcast_slope(tmp_path, slope_shape):
     node = helper.make_node("PRelu", ["x", "s"], ["y"])
     check(make_model([node], {"x": [1, 2, 3, 4]}, {"s": rand(*slope_shape)}), tmp_path)
+
+
+@FEW
+@given(rank=st.sampled_from([1, 3]), group=st.sampled_from([1, 2]), k=st.integers(1, 3), stride=st.integers(1, 2),
+       dil=st.integers(1, 2), pad=st.integers(0, 1), out_pad=st.integers(0, 1), bias=st.booleans())
+def test_conv_transpose_1d_3d(rank, group, k, stride, dil, pad, out_pad, bias):
+    assume(out_pad < stride and pad < k)
+    cin, cout = 2 * group, 3 * group
+    spatial = [7] if rank == 1 else [3, 4, 3]
+    inits = {"w": rand(cin, cout // group, *[k] * rank), "b": rand(cout)}
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"] if bias else ["x", "w"], ["y"], kernel_shape=[k] * rank,
+                            strides=[stride] * rank, dilations=[dil] * rank, pads=[pad] * 2 * rank,
+                            output_padding=[out_pad] * rank, group=group)
+    graph = check_here(make_model([node], {"x": [1, cin, *spatial]}, inits))
+    assert types(graph)[1] == f"Deconvolution{'DepthWise' if group > 1 else ''}{rank}D"
