@@ -343,9 +343,10 @@ def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, 
                      progress, result, reference=None) -> dict[str, str]:
     from tqdm import tqdm
 
-    from ncnnc.core.mixed_precision import choose_fp32_layers
+    from ncnnc.core.mixed_precision import AMP_CANDIDATES, choose_fp32_layers, hardest_images
 
-    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images)
+    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images * AMP_CANDIDATES)
+    inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers, reference=reference)
     with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
         def tick(message: str) -> None:
             bar.set_postfix_str(message[-60:])

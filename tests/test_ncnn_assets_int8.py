@@ -143,3 +143,21 @@ def test_compared_blobs(model: str, blobs: list[str]) -> None:
     """Outputs of detection layers are replaced by their inputs; other outputs stay."""
     got = compared_blobs(load(ASSETS / f"{model}.param"))
     assert got == blobs
+
+
+def test_amp_measures_on_the_hardest_images(tmp_path: Path, image_paths: list[Path]) -> None:
+    """hardest_images keeps the images whose all-int8 outputs drift furthest from fp32."""
+    from ncnnc.backends.numpy import Interpreter as Interp
+    from ncnnc.core.calibration import input_specs, load_batch
+    from ncnnc.core.mixed_precision import hardest_images, output_cosine
+
+    param, binf = tiny_ssd(tmp_path)
+    graph = load(param, binf)
+    table = calibrate(graph, lists=[image_paths[:6]], shape=[[48, 48, 3]], method="minmax").table
+    specs = input_specs(graph, [image_paths[:6]], shape=[[48, 48, 3]])
+    inputs = load_batch(specs, list(range(6)))
+    blobs = compared_blobs(graph)
+    cos = output_cosine(Interp(graph).run(inputs, blobs), Interp(quantize(graph, table).graph).run(inputs, blobs))
+    picked = hardest_images(graph, table, inputs, 2)["data"]
+    expected = inputs["data"][np.sort(np.argsort(cos)[:2])]
+    np.testing.assert_array_equal(picked, expected)

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-cos", type=float, default=DEFAULT_TARGET_COS, metavar="C",
                         help=f"worst-image output cosine similarity to reach (default {DEFAULT_TARGET_COS})")
     parser.add_argument("--amp-images", type=int, default=16, metavar="N",
-                        help="calibration images used to measure sensitivity (default 16)")
+                        help="calibration images used to measure sensitivity: the N hardest (lowest all-int8 "
+                             "output cosine) of up to 4N (default 16)")
     parser.add_argument("--target", metavar="NAME",
                         help="also generate native code for this CPU target: model.o + model.h (e.g. host, "
                              "x86-64-v3, armv8, armv8.2-dotprod; `ncnnc plugins targets` lists them)")
