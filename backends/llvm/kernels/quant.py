@@ -17,6 +17,7 @@ from ncnnc.backends.llvm.irutil import (
     I1,
     I8,
     I16,
+    I32,
     PTR,
     VOID,
     for_range,
@@ -25,7 +26,9 @@ from ncnnc.backends.llvm.irutil import (
     intrinsic,
     load,
     new_function,
+    splat,
     store,
+    vec,
 )
 from ncnnc.backends.llvm.kernels.arith import dequantize, float2int8
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
@@ -45,6 +48,21 @@ def element_index(b: ir.IRBuilder, view: View, pixel: ir.Value, ch: ir.Value) ->
         _c, h, w = view.chw
         return b.add(b.mul(ch, i64(h * w)), pixel)
     return b.add(b.mul(pixel, i64(view.stride)), ch)
+
+
+ROW_RUN = 16
+"""Pixels of an image row that :func:`prepare_int8` quantizes and interleaves as one vector."""
+
+
+def concat(b: ir.IRBuilder, vectors: list[ir.Value]) -> ir.Value:
+    """The lanes of equally typed ``vectors`` one after another (zero vectors pad the count to a power of two)."""
+    while len(vectors) > 1:
+        if len(vectors) % 2:
+            vectors = [*vectors, ir.Constant(vectors[0].type, None)]
+        n = vectors[0].type.count
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
+        vectors = [b.shuffle_vector(vectors[i], vectors[i + 1], mask) for i in range(0, len(vectors), 2)]
+    return vectors[0]
 
 
 def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int, int],
@@ -83,9 +101,30 @@ def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int
                     q = b.sext(q, I16)
                 store(b, q, dp, b.add(b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp)), ch))
 
+            def pixel_run(x: ir.Value) -> None:
+                """ROW_RUN pixels from ``x``: each channel's row quantized as a vector, the channels
+                interleaved (zero in the padding channels) and stored as one vector."""
+                qs = []
+                for ch in range(c):
+                    v = load(b, sp, vec(DTYPES[src.dtype], ROW_RUN),
+                             element_index(b, src3, b.add(b.mul(y, i64(w)), x), i64(ch)))
+                    qs.append(v if src.dtype == "i8" else
+                              float2int8(b, b.fmul(v, splat(b, ir.Constant(F32, float(np.float32(scale))), ROW_RUN))))
+                lanes = concat(b, [*qs, ir.Constant(vec(I8, ROW_RUN), None)])
+                mask = [j * ROW_RUN + i if j < c else c * ROW_RUN for i in range(ROW_RUN) for j in range(cp)]
+                q = b.shuffle_vector(lanes, lanes, ir.Constant(vec(I32, len(mask)), mask))
+                if unsigned:
+                    q = b.xor(q, ir.Constant(vec(I8, len(mask)), [0x80] * len(mask)))
+                if wide:
+                    q = b.sext(q, vec(I16, len(mask)))
+                store(b, q, dp, b.mul(b.add(b.mul(r, i64(wp)), b.add(x, i64(left))), i64(cp)))
+
             with b.if_then(inside):
-                if src.channel_major and c <= 4:  # few channels (an image): all of a pixel at once, so
-                    with for_range(b, x0, x1, name="x") as x:  # LLVM vectorises along the row
+                if src.channel_major and c <= 4 and cp <= 8:  # an image: runs of pixels as vectors
+                    runs = (x1 - x0) // ROW_RUN
+                    with for_range(b, 0, runs, name="xr") as run:
+                        pixel_run(b.add(i64(x0), b.mul(run, i64(ROW_RUN))))
+                    with for_range(b, x0 + runs * ROW_RUN, x1, name="x") as x:
                         for ch in range(c):
                             element(x, i64(ch))
                 elif src.channel_major:  # innermost loop along the contiguous row of one channel
