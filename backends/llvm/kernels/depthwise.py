@@ -42,7 +42,7 @@ def emit_depthwise_i16(ctx: KernelContext, g, packed: np.ndarray, epi, lanes: in
     weights = _global(ctx.module, f"{ctx.name}.w", packed)
     taps = [(ky, kx) for ky in range(g.kh) for kx in range(g.kw)]
     out_stride = dst.stride if dst.dims == 3 else g.n
-    full, tail = divmod(g.n, lanes)
+    tail = g.n % lanes
     tile = min(3, g.ow)  # output pixels per step: neighbours share input columns (3 measured best)
 
     def block(oy: ir.Value, channel: ir.Value, width: int, valid: int) -> None:
@@ -74,22 +74,33 @@ def emit_depthwise_i16(ctx: KernelContext, g, packed: np.ndarray, epi, lanes: in
                 store_lanes(b, out, yp, b.add(b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(out_stride)), channel),
                              valid)
 
-        steps, rest = divmod(g.ow, tile)
-        with for_range(b, 0, steps, name="oxt") as t:
-            pixels(b.mul(t, i64(tile)), tile)
-        if rest:
-            pixels(i64(steps * tile), rest)
+        _row_runs(b, g.ow, tile, pixels)
 
+    _sweep(ctx, b, fn, g, lanes, min(lanes, 1 << (tail - 1).bit_length()) if tail else 0, block)
+    return fn
+
+
+def _row_runs(b: ir.IRBuilder, ow: int, tile: int, pixels) -> None:
+    """Calls ``pixels(ox0, count)`` over a row: a loop of ``tile``-pixel runs, then the rest."""
+    steps, rest = divmod(ow, tile)
+    with for_range(b, 0, steps, name="oxt") as t:
+        pixels(b.mul(t, i64(tile)), tile)
+    if rest:
+        pixels(i64(steps * tile), rest)
+
+
+def _sweep(ctx: KernelContext, b: ir.IRBuilder, fn: ir.Function, g, lanes: int, tail_width: int, block) -> None:
+    """The loop nest of both kernels: this thread's output rows, then blocks of ``lanes`` channels (the last,
+    partial one ``tail_width`` wide); calls ``block(oy, channel, width, valid)``.  Ends the function."""
+    full, tail = divmod(g.n, lanes)
     first_row, last_row = ctx.split(b, fn, g.oh)
     with for_range(b, first_row, last_row, name="oy") as oy:
         if full:
             with for_range(b, 0, full, name="blk") as blk:
                 block(oy, b.mul(blk, i64(lanes)), lanes, lanes)
-        if tail:  # the narrowest power-of-two vector that covers the last channels
-            width = min(lanes, 1 << (tail - 1).bit_length())
-            block(oy, i64(full * lanes), width, tail)
+        if tail:
+            block(oy, i64(full * lanes), tail_width, tail)
     b.ret_void()
-    return fn
 
 
 # --- x86: taps in pairs through a 16-bit dot instruction (vpdpwssd / vpmaddwd) ------------------------
@@ -196,13 +207,14 @@ def emit_depthwise_pairs(ctx: KernelContext, g, weight: np.ndarray, epi, dot: Pa
     cp, wp = src.chw[0], src.chw[2]
     out_stride = dst.stride if dst.dims == 3 else g.n
     tile = min(tile, g.ow)
-    steps, rest = divmod(g.ow, tile)
+    rest = g.ow % tile
     plans = {n: pair_plan(g, n) for n in {tile, rest} if n}
     keys = sorted({(op.wa, op.wb) for plan in plans.values() for ops in plan for op in ops},
                   key=lambda k: (k[0], -1 if k[1] is None else k[1]))
     key_index = {k: i for i, k in enumerate(keys)}
-    full, tail = divmod(g.n, dot.width)
-    widths = {dot.width} if not tail else {dot.width, max(8, 1 << (tail - 1).bit_length())}
+    tail = g.n % dot.width
+    tail_width = max(8, 1 << (tail - 1).bit_length()) if tail else 0  # covers the last channels
+    widths = {dot.width, tail_width} - {0}
     tables = {w: _global(ctx.module, f"{ctx.name}.wp{w}", pack_pairs(weight, g, cp, w, keys)) for w in widths}
     epis = {w: replace(epi, scale=None if epi.scale is None else permute_blocks(epi.scale, w),
                         bias=None if epi.bias is None else permute_blocks(epi.bias, w)) for w in widths}
@@ -262,20 +274,9 @@ def emit_depthwise_pairs(ctx: KernelContext, g, weight: np.ndarray, epi, dot: Pa
                 store_lanes(b, out, yp, b.add(b.mul(b.add(b.mul(oy, i64(g.ow)), ox), i64(out_stride)), channel),
                             valid)
 
-        with for_range(b, 0, steps, name="oxt") as t:
-            pixels(b.mul(t, i64(tile)), tile)
-        if rest:
-            pixels(i64(steps * tile), rest)
+        _row_runs(b, g.ow, tile, pixels)
 
-    first_row, last_row = ctx.split(b, fn, g.oh)
-    with for_range(b, first_row, last_row, name="oy") as oy:
-        if full:
-            with for_range(b, 0, full, name="blk") as blk:
-                block(oy, b.mul(blk, i64(dot.width)), dot.width, dot.width)
-        if tail:
-            width = max(8, 1 << (tail - 1).bit_length())
-            block(oy, i64(full * dot.width), width, tail)
-    b.ret_void()
+    _sweep(ctx, b, fn, g, dot.width, tail_width, block)
     return fn
 
 
