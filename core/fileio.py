@@ -194,6 +194,7 @@ def _commit(temps: list[Path], paths: list[Path]) -> None:
     """Rename every temporary file into place with catchable signals held back; a journal covers SIGKILL."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     journal = None
+    p = paths[0]
     try:
         if len(paths) > 1:
             journal = _new_temp(paths[0]).with_suffix(".journal")
@@ -208,7 +209,7 @@ def _commit(temps: list[Path], paths: list[Path]) -> None:
         if journal is not None:
             journal.unlink()
     except OSError as e:
-        raise NcnncError(f"cannot write: {e.strerror or e}", str(p if journal else paths[0])) from None
+        raise NcnncError(f"cannot write: {e.strerror or e}", str(p)) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
