@@ -6,8 +6,8 @@
 Each run is a fresh ``ncnnc table`` process (start-up included) on the -opt32 SqueezeNet with
 the shared images (repeated past 500) in the same order, timed from outside.  Configurations:
 ``thread=N`` (local processes) and ``dask`` (a ``distributed.LocalCluster`` of 2 single-threaded
-worker processes on this machine, started afresh before each run and not timed, as a standing
-cluster would be; the command is given its address).  Printed per run: wall seconds,
+worker processes on this machine, started afresh before each run, ncnnc imported on its workers,
+neither timed, as a standing cluster would be; the command is given its address).  Printed per run: wall seconds,
 the driver's peak RSS, the largest worker's peak RSS (forked processes, or Dask workers), and
 the ratios to ``thread=1`` on the same images.  Every table is checked byte-identical to the
 first configuration's.  The machine is shared: the numbers are the best of ``--rounds`` rounds,
@@ -67,12 +67,21 @@ def run_table(lst: Path, out: Path, method: str, shape: str, extra: list[str]) -
     return {"wall": wall, "driver_mb": report["driver_kb"] / 1024, "worker_mb": report["children_kb"] / 1024}
 
 
+def warm_up() -> None:
+    """On a Dask worker: import ncnnc, its numpy backend and its plugins (what a first task would)."""
+    from ncnnc.backends.numpy import Interpreter  # noqa: F401
+    from ncnnc.core.registry import registry
+
+    registry()
+
+
 def run_dask(lst: Path, out: Path, args: argparse.Namespace) -> dict:
     """One run on a fresh 2-worker LocalCluster (its start not timed); the workers' peak RSS too."""
     import distributed
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        client.run(warm_up)  # a standing cluster's workers have imported ncnnc already
         got = run_table(lst, out, args.method, args.shape, [f"scheduler={client.scheduler.address}"])
         rss = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss)
     got["worker_mb"] = max(rss.values()) / 1024
