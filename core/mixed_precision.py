@@ -109,6 +109,14 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
     return {k: v[picks] for k, v in inputs.items()}
 
 
+def _as_float(graph: Graph, blob: str, value: np.ndarray) -> np.ndarray:
+    """A blob as float: the int8 output of a requantizing layer divided by its output scale."""
+    if value.dtype != np.int8:
+        return value
+    scale = graph.producer(blob).weights["top_int8_scales"].data.ravel()[0]
+    return value.astype(np.float32) / np.float32(scale)
+
+
 def _frontier(graph: Graph, index: int) -> list[str]:
     """Blobs produced before layer ``index`` that it or a later layer reads (or that are outputs)."""
     produced = [b for layer in graph.layers[:index] for b in layer.outputs]
@@ -124,7 +132,9 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
     are fp32 already (user's choice) and are not candidates.  ``reference`` is the fp32 model when
     ``graph``'s weights were refined for int8: its outputs are the goal, and a layer kept fp32 gets
-    its weights back from it.
+    its weights back from it.  A refined layer is tuned for the errors of the int8 layers before it, so
+    then each layer's sensitivity is measured the other way round: the output with every layer int8
+    but this one (which is kept fp32 first when that helps most).
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.core.refine import restore_layers
@@ -143,16 +153,20 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
         mixed = quantize(source, table, fp32_layers=keep).graph
         return float(output_cosine(goal, Interpreter(mixed).run(dict(feed), outputs)).min())
 
-    fp32 = Interpreter(reference or graph)
+    leave_out = reference is not None
+    before = quantize(graph, table, fp32_layers=fixed).graph if leave_out else reference or graph
+    run_before = Interpreter(before)
     index = {layer.name: i for i, layer in enumerate(graph.layers)}
     state = dict(inputs)
     for n, name in enumerate(candidates, 1):
         frontier = _frontier(graph, index[name])
-        state = {b: state[b] for b in frontier if b in state} | fp32.run(state, [b for b in frontier if b not in state])
-        report.sensitivity[name] = worst([c for c in candidates if c != name], state)
+        missing = run_before.run(state, [b for b in frontier if b not in state])
+        state = {b: state[b] for b in frontier if b in state} | {b: _as_float(before, b, v) for b, v in missing.items()}
+        keep = [name] if leave_out else [c for c in candidates if c != name]
+        report.sensitivity[name] = worst(keep, state)
         if progress:
             progress(f"sensitivity {n}/{len(candidates)}: {name} {report.sensitivity[name]:.5f}")
-    order = sorted(candidates, key=lambda c: report.sensitivity[c])
+    order = sorted(candidates, key=lambda c: -report.sensitivity[c] if leave_out else report.sensitivity[c])
     report.int8_cosine = worst([], inputs)
     lo, hi, best = 0, len(order), report.int8_cosine
     if best < target_cos:
@@ -166,7 +180,9 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
             lo, hi = (lo, mid) if results[mid] >= target_cos else (mid + 1, hi)
         best = results.get(lo, 1.0) if lo < len(order) else worst(order, inputs)
         for name in order[:lo]:
-            report.fp32_layers[name] = (f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} "
-                                        f"with only this layer int8")
+            report.fp32_layers[name] = (
+                f"most helpful: worst-image output cosine {report.sensitivity[name]:.5f} with only this layer fp32"
+                if leave_out else
+                f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} with only this layer int8")
     report.final_cosine = best
     return report

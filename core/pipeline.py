@@ -128,7 +128,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``amp_images`` images).  ``equalize`` (cross-layer equalization before calibration),
     ``bias_correction`` and ``adaround`` (refine steps after it, on ``refine_images`` calibration
     images, ``refine_params`` their parameters) bring all-int8 closer to fp32; ``quality="high"``
-    turns all three on.  With ``out_dir`` the model is written as ``model.param``,
+    turns on the last two.  With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
     ``target`` (a target name such as ``armv8``, ``x86-64-v3``, ``host``, or a
@@ -265,7 +265,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
 
 QUALITIES = ("default", "high")
-"""``quality`` presets: ``high`` turns on equalization, bias correction and learned rounding."""
+"""``quality`` presets: ``high`` turns on bias correction and learned rounding (not equalization, which
+measured worse with ncnn's per-channel weight scales: docs/quantization.md)."""
 
 
 def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool) -> tuple[bool, list]:
@@ -275,7 +276,7 @@ def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adarou
     if quality not in QUALITIES:
         raise NcnncError(f"unknown quality {quality!r} (one of {', '.join(QUALITIES)})")
     if quality == "high":
-        equalize = bias_correction = adaround = True
+        bias_correction = adaround = True
     names = [name for name, on in (("adaround", adaround), ("bias-correction", bias_correction)) if on]
     return equalize, [find_refiner(name) for name in names]
 

@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adaround", action="store_true",
                         help="learn each int8 weight's rounding (up/down) to minimise the layer's output error")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
-                        help="preset: high = --equalize --bias-correction --adaround")
+                        help="preset: high = --bias-correction --adaround")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
                         help="calibration images used by --bias-correction/--adaround (default 100)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")

@@ -166,7 +166,7 @@ def calib_dir(image_paths, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("extra", [["--quality", "high", "method=aciq"],
+@pytest.mark.parametrize("extra", [["--quality", "high", "--equalize", "method=aciq"],
                                    ["--adaround", "--bias-correction", "--auto-mixed-precision",
                                     "--target-cos", "0.999"]])
 def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_dir, image_paths, extra, capsys):
@@ -176,7 +176,7 @@ def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_d
                    "mean=[104,117,123]", "norm=[0.02,0.02,0.02]", *extra, "-o", str(out)])
     assert status == 0
     text = capsys.readouterr().out
-    for stage in ["adaround", "bias correction"] + (["equalize"] if "high" in extra else []):
+    for stage in ["adaround", "bias correction"] + (["equalize"] if "--equalize" in extra else []):
         assert f"  {stage} " in text, text
     int8 = load(out / "model.param", out / "model.bin")
     fp32 = load(param, binf)
