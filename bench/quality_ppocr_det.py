@@ -61,13 +61,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--amp-images", type=int, default=16, help="images auto mixed precision measures on")
     ap.add_argument("--target-cos", type=float, default=0.995, help="auto mixed precision's target")
+    ap.add_argument("--variants", default="kl,amp", help="which to run: kl, amp (comma-separated)")
     args = ap.parse_args()
     param, binf = args.models / f"{MODEL}.param", args.models / f"{MODEL}.bin"
     images = sorted(IMAGES.iterdir())
     calib, evaluation = images[: args.calib], images[: args.eval]
     ref = maps(param, binf, evaluation, args.size)
     print(f"PP-OCRv5 det {args.size}x{args.size}, calibration {len(calib)} images, evaluation {len(evaluation)}")
-    for label, amp in (("ncnnc kl", False), ("ncnnc kl --auto-mixed-precision", True)):
+    variants = [v for v in (("ncnnc kl", False, "kl"), ("ncnnc kl --auto-mixed-precision", True, "amp"))
+                if v[2] in args.variants.split(",")]
+    for label, amp, _ in variants:
         with tempfile.TemporaryDirectory() as tmp:
             result = ncnnc.compile([param, binf], calib=calib, mean=MEAN, norm=NORM, shape=[args.size, args.size, 3],
                                    pixel="RGB", method="kl", auto_mixed_precision=amp, amp_images=args.amp_images,
