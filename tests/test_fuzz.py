@@ -20,7 +20,8 @@ CI_CASES = 165
 """15 cases of each of the 11 input classes."""
 
 
-def test_fuzz_contract_on_every_input_class(tmp_path, monkeypatch):
+def test_fuzz_contract_on_every_input_class(tmp_path, monkeypatch, squeezenet_dir, images_dir):
+    """(The fixtures skip the test outside CI when ../shared, which the campaign mutates, is absent.)"""
     monkeypatch.setenv("NCNNC_MAX_MEMORY", "4G")
     base = load_base(tmp_path)
     keep_pristine(base, tmp_path / "pristine")
@@ -36,7 +37,7 @@ def test_fuzz_contract_on_every_input_class(tmp_path, monkeypatch):
     assert total["ok-success"] >= 20 and total["ok-error"] >= 100, total  # both halves of the contract exercised
 
 
-def test_kill_a_compile_with_sigint_and_sigkill(tmp_path):
+def test_kill_a_compile_with_sigint_and_sigkill(tmp_path, squeezenet_dir, images_dir):
     results = kill_campaign(runs=2, seed=12, workdir=tmp_path)
     assert [r.signal for r in results] == ["SIGINT", "SIGKILL"] * 2
     for r in results:
