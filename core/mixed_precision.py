@@ -103,9 +103,12 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
         return dict(inputs)
     outputs = compared_blobs(graph)
     int8 = quantize(graph, table, fp32_layers=set(fp32_layers) | set(table.commented)).graph
-    cos = output_cosine(Interpreter(reference or graph).run(dict(inputs), outputs),
-                        Interpreter(int8).run(dict(inputs), outputs))
-    picks = np.sort(np.argsort(cos, kind="stable")[:count])
+    fp32_run, int8_run = Interpreter(reference or graph), Interpreter(int8)
+    cos = []
+    for start in range(0, len(first), count):  # a batch at a time: the candidates may be many large images
+        chunk = {k: v[start:start + count] for k, v in inputs.items()}
+        cos.append(output_cosine(fp32_run.run(chunk, outputs), int8_run.run(chunk, outputs)))
+    picks = np.sort(np.argsort(np.concatenate(cos), kind="stable")[:count])
     return {k: v[picks] for k, v in inputs.items()}
 
 
