@@ -17,7 +17,7 @@ from ncnnc.core.backend import Backend
 from ncnnc.core.errors import GraphError
 from ncnnc.core.fileio import atomic_outputs
 from ncnnc.core.hookspecs import hookimpl
-from ncnnc.core.ir import Graph, Layer, Weight
+from ncnnc.core.ir import Graph, Layer, Weight, with_splits
 from ncnnc.core.layer_type_index import TYPE_INDEX
 from ncnnc.core.params import ParamValue, get_schema
 from ncnnc.core.validate import validate_graph
@@ -58,7 +58,9 @@ def format_layer_line(layer: Layer) -> str:
 
 
 def param_text(graph: Graph) -> str:
-    """The whole text ``.param`` file (a graph ncnn would refuse to load is an error, never written)."""
+    """The whole text ``.param`` file (a graph ncnn would refuse to load is an error, never written; a blob
+    with several readers gets the Split ncnn expects)."""
+    graph = with_splits(graph)
     validate_graph(graph)
     lines = [str(MAGIC), f"{len(graph.layers)} {len(graph.blobs)}"]
     lines += [format_layer_line(layer) for layer in graph.layers]
@@ -67,6 +69,7 @@ def param_text(graph: Graph) -> str:
 
 def param_bin(graph: Graph) -> bytes:
     """The binary ``.param.bin`` form (ncnn2mem): layer type indices and blob indices."""
+    graph = with_splits(graph)
     validate_graph(graph)
     blob_index = {b: i for i, b in enumerate(graph.blobs)}
     out = io.BytesIO()

@@ -306,3 +306,33 @@ class Graph:
             self.rename_blob(src, dst)
         else:
             self.rewire(dst, src)
+
+
+def insert_splits(graph: Graph) -> None:
+    """Give every blob read more than once a ``Split`` layer with one output per reader, as ncnn expects."""
+    counter = 0
+    for producer in list(graph.layers):
+        for blob in list(producer.outputs):
+            readers = [(layer, i) for layer in graph.layers for i, b in enumerate(layer.inputs) if b == blob]
+            if len(readers) < 2:
+                continue
+            outs = [f"{blob}_splitncnn_{k}" for k in range(len(readers))]
+            split = Layer("Split", f"splitncnn_{counter}", [blob], outs)
+            counter += 1
+            graph.insert_after(producer, split)
+            for (layer, i), out in zip(readers, outs):
+                layer.inputs[i] = out
+
+
+def with_splits(graph: Graph) -> Graph:
+    """``graph`` itself when every blob has at most one reader, else a copy with the ``Split`` layers ncnn
+    expects (:func:`insert_splits`; the layers are shallow copies: weights are shared, not copied)."""
+    reads = [b for layer in graph.layers for b in layer.inputs]
+    if len(reads) == len(set(reads)):
+        return graph
+    copied = copy.copy(graph)
+    copied.layers = [copy.copy(layer) for layer in graph.layers]
+    for layer in copied.layers:
+        layer.inputs = list(layer.inputs)
+    insert_splits(copied)
+    return copied

@@ -3,8 +3,10 @@
 Facts from Tencent/ncnn ``docs/developer-guide/operation-param-weight-table.md`` and each layer's
 ``load_param``/``load_model``.  Parameters are declared in a compact form, one ``id:name=default``
 per word: a default of ``@N`` means "the value of param N", ``[]`` marks an array parameter, a
-default with a dot is a float.  Weights are declared by a function of the layer's params returning
-:class:`~ncnnc.core.params.WeightSpec` objects in the order ``load_model`` reads them.
+default with a dot is a float; ``{lo..hi}`` after the default gives the values an enumeration
+(an op, a mode) may take, as the ncnn runtime's ``load_param`` checks them.  Weights are declared
+by a function of the layer's params returning :class:`~ncnnc.core.params.WeightSpec` objects in
+the order ``load_model`` reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ FLT_MAX = 3.4028234663852886e38
 def _parse_params(decl: str) -> list[ParamSpec]:
     specs = []
     for word in decl.split():
+        word, _, limits = word.partition("{")
+        choices = tuple(int(v) for v in limits.rstrip("}").split("..")) if limits else None
         head, _, default = word.partition("=")
         pid, name = head.split(":")
         array = default in ("[]", "[f]")
@@ -34,7 +38,7 @@ def _parse_params(decl: str) -> list[ParamSpec]:
             value = float(default)
         else:
             value = int(default or 0)
-        specs.append(ParamSpec(int(pid), name, value, array))  # type: ignore[arg-type]
+        specs.append(ParamSpec(int(pid), name, value, array, choices))  # type: ignore[arg-type]
     return specs
 
 
@@ -52,7 +56,7 @@ def _w(name: str, count: int, load_type: int, *shape: int) -> WeightSpec:
 
 
 # --- activation, shared by Convolution-like layers (9=activation_type 10=activation_params)
-ACT = "9:activation_type=0 10:activation_params=[f]"
+ACT = "9:activation_type=0{0..6} 10:activation_params=[f]"
 CONV_GEOM = ("1:kernel_w=0 11:kernel_h=@1 2:dilation_w=1 12:dilation_h=@2 3:stride_w=1 13:stride_h=@3 "
              "4:pad_left=0 15:pad_right=@4 14:pad_top=@4 16:pad_bottom=@14 18:pad_value=0.")
 
@@ -130,9 +134,9 @@ layer_type("Deconvolution", DECONV, _deconv_weights)
 layer_type("DeconvolutionDepthWise", DECONV, _deconv_weights)
 layer_type("InnerProduct", "0:num_output=0 1:bias_term=0 2:weight_data_size=0 8:int8_scale_term=0 " + ACT,
            _innerproduct_weights)
-layer_type("Pooling", "0:pooling_type=0 1:kernel_w=0 11:kernel_h=@1 2:stride_w=1 12:stride_h=@2 "
+layer_type("Pooling", "0:pooling_type=0{0..1} 1:kernel_w=0 11:kernel_h=@1 2:stride_w=1 12:stride_h=@2 "
            "3:pad_left=0 14:pad_right=@3 13:pad_top=@3 15:pad_bottom=@13 4:global_pooling=0 "
-           "5:pad_mode=0 6:avgpool_count_include_pad=0 7:adaptive_pooling=0 8:out_w=0 18:out_h=@8")
+           "5:pad_mode=0{0..3} 6:avgpool_count_include_pad=0 7:adaptive_pooling=0 8:out_w=0 18:out_h=@8")
 layer_type("ReLU", "0:slope=0.")
 layer_type("PReLU", "0:num_slope=0", lambda p: [_w("slope", p["num_slope"], 1)])
 layer_type("Clip", "0:min=-FLT_MAX 1:max=FLT_MAX")
@@ -166,12 +170,12 @@ def _scale_weights(p: ParamDict) -> list[WeightSpec]:
 
 layer_type("Scale", "0:scale_data_size=0 1:bias_term=0", _scale_weights)
 layer_type("Bias", "0:bias_data_size=0", lambda p: [_w("bias", p["bias_data_size"], 1)])
-layer_type("Eltwise", "0:op_type=0 1:coeffs=[f]")
-layer_type("BinaryOp", "0:op_type=0 1:with_scalar=0 2:b=0.")
-layer_type("UnaryOp", "0:op_type=0")
+layer_type("Eltwise", "0:op_type=0{0..2} 1:coeffs=[f]")
+layer_type("BinaryOp", "0:op_type=0{0..18} 1:with_scalar=0 2:b=0.")
+layer_type("UnaryOp", "0:op_type=0{0..27}")
 layer_type("Concat", "0:axis=0")
 layer_type("Split")
-layer_type("Slice", "0:slices=[] 1:axis=0 2:indices=[]")
+layer_type("Slice", "0:slices=[] 1:axis=0{-3..3} 2:indices=[]")
 layer_type("Crop", "0:woffset=0 1:hoffset=0 13:doffset=0 2:coffset=0 3:outw=0 4:outh=0 14:outd=0 5:outc=0 "
            "6:woffset2=0 7:hoffset2=0 15:doffset2=0 8:coffset2=0 9:starts=[] 10:ends=[] 11:axes=[]")
 
@@ -186,14 +190,13 @@ def _fixbug0(what: str):
 layer_type("Softmax", "0:axis=0 1:fixbug0=0", check=_fixbug0("axis"))
 layer_type("Reshape", "0:w=-233 1:h=-233 11:d=-233 2:c=-233 3:permute=0")
 layer_type("Flatten")
-layer_type("Permute", "0:order_type=0")
-layer_type("Padding", "0:top=0 1:bottom=0 2:left=0 3:right=0 4:type=0 5:value=0. "
+layer_type("Permute", "0:order_type=0{0..23}")
+layer_type("Padding", "0:top=0 1:bottom=0 2:left=0 3:right=0 4:type=0{0..2} 5:value=0. "
            "6:per_channel_pad_data_size=0 7:front=0 8:behind=0",
            lambda p: [_w("per_channel_pad", p["per_channel_pad_data_size"], 1)]
            if p["per_channel_pad_data_size"] else [])
-layer_type("Interp", "0:resize_type=0 1:height_scale=1. 2:width_scale=1. 3:output_height=0 "
-           "4:output_width=0 5:dynamic_target_size=0 6:align_corner=0",
-           check=lambda p: None if 0 <= p["resize_type"] <= 3 else f"resize_type {p['resize_type']} is not 0-3")
+layer_type("Interp", "0:resize_type=0{0..3} 1:height_scale=1. 2:width_scale=1. 3:output_height=0 "
+           "4:output_width=0 5:dynamic_target_size=0 6:align_corner=0")
 layer_type("ShuffleChannel", "0:group=1 1:reverse=0")
 layer_type("Dropout", "0:scale=1.")
 layer_type("Noop")
@@ -219,7 +222,7 @@ layer_type("LayerNorm", "0:affine_size=0 1:eps=0.001 2:affine=1",
            if p["affine"] else [])
 layer_type("Normalize", "0:across_spatial=0 4:across_channel=1 1:channel_shared=0 2:eps=0.0001 "
            "9:eps_mode=0 3:scale_data_size=0", lambda p: [_w("scale", p["scale_data_size"], 1)])
-layer_type("LRN", "0:region_type=0 1:local_size=5 2:alpha=1. 3:beta=0.75 4:bias=1.")
+layer_type("LRN", "0:region_type=0{0..1} 1:local_size=5 2:alpha=1. 3:beta=0.75 4:bias=1.")
 layer_type("Quantize", "0:scale_data_size=1", lambda p: [_w("scale", p["scale_data_size"], 1)])
 layer_type("Dequantize", "0:scale_data_size=1 1:bias_data_size=0",
            lambda p: [_w("scale", p["scale_data_size"], 1)]
@@ -228,7 +231,7 @@ layer_type("Requantize", "0:scale_in_data_size=1 1:scale_out_data_size=1 2:bias_
     "9:", "3:").replace("10:", "4:"),
            lambda p: [_w("scale_in", p["scale_in_data_size"], 1), _w("scale_out", p["scale_out_data_size"], 1)]
            + ([_w("bias", p["bias_data_size"], 1)] if p["bias_data_size"] else []))
-layer_type("Reduction", "0:operation=0 1:reduce_all=1 2:coeff=1. 3:axes=[] 4:keepdims=0 5:fixbug0=0",
+layer_type("Reduction", "0:operation=0{0..10} 1:reduce_all=1 2:coeff=1. 3:axes=[] 4:keepdims=0 5:fixbug0=0",
            check=_fixbug0("axes"))
 layer_type("ArgMax", "0:out_max_val=0 1:topk=1")
 layer_type("Embed", "0:num_output=0 1:input_dim=0 2:bias_term=0 3:weight_data_size=0 18:int8_scale_term=0",

@@ -152,8 +152,8 @@ def params_problem(layer: Layer, schema: LayerSchema | None = None) -> str | Non
     except (ArithmeticError, ValueError, KeyError, TypeError, IndexError):
         return "its params do not give a weight size"
     for w in specs:
-        if w.count < 0:
-            return f"weight {w.name} would have a negative size ({w.count})"
+        if w.count < 1:
+            return f"weight {w.name} would have {w.count} values (ncnn refuses to load an empty weight)"
         if w.shape and math.prod(w.shape) != w.count:
             return (f"weight {w.name} of {w.count} values does not split into the params' shape "
                     f"{list(w.shape)} (e.g. weight_data_size not a multiple of num_output x kernel)")
@@ -211,8 +211,21 @@ def _shape_hints_problem(hints: list, outputs: int) -> str | None:
     return None
 
 
+ACTIVATION_PARAMS = {2: 1, 3: 2, 6: 2}
+"""Fused activations that need parameters (``fused_activation.h``): leaky ReLU its slope, clip its min and
+max, hardswish its alpha and beta."""
+
+
 def _range_problem(layer: Layer, spec: ParamSpec, value: float | int) -> str | None:
     name = spec.name
+    if spec.choices and not spec.choices[0] <= value <= spec.choices[1]:
+        return f"is {value}; ncnn accepts {spec.choices[0]} to {spec.choices[1]}"
+    schema = layer.params.schema
+    need = ACTIVATION_PARAMS.get(int(value), 0) if name == "activation_type" else 0
+    if need and schema and "activation_params" in schema.by_name:
+        given = layer.params["activation_params"]
+        if not isinstance(given, list) or len(given) < need:
+            return f"is {value}, which needs {need} activation_params (param {schema.by_name['activation_params'].id})"
     if _AT_LEAST_ONE.match(name) and value < 1:
         return f"is {value}, must be at least 1"
     if _KERNEL.match(name) and value < 1 and not (_flag(layer, "global_pooling") or _flag(layer, "adaptive_pooling")):

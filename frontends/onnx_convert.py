@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from ncnnc.core.errors import ModelFormatError, UnsupportedError
-from ncnnc.core.ir import Graph, Layer, Weight
+from ncnnc.core.ir import Graph, Layer, Weight, insert_splits
 from ncnnc.frontends.onnx_fold import FoldedGraph, node_label
 
 Mapper = Callable[["Converter", onnx.NodeProto], None]
@@ -227,19 +227,3 @@ class Converter:
         insert_splits(graph)
         graph.validate()
         return graph
-
-
-def insert_splits(graph: Graph) -> None:
-    """Give every blob read more than once a ``Split`` layer with one output per reader, as ncnn expects."""
-    counter = 0
-    for producer in list(graph.layers):
-        for blob in list(producer.outputs):
-            readers = [(layer, i) for layer in graph.layers for i, b in enumerate(layer.inputs) if b == blob]
-            if len(readers) < 2:
-                continue
-            outs = [f"{blob}_splitncnn_{k}" for k in range(len(readers))]
-            split = Layer("Split", f"splitncnn_{counter}", [blob], outs)
-            counter += 1
-            graph.insert_after(producer, split)
-            for (layer, i), out in zip(readers, outs):
-                layer.inputs[i] = out
