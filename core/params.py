@@ -31,6 +31,8 @@ class ParamSpec:
     name: str
     default: ParamValue | Ref = 0
     array: bool = False
+    choices: tuple[int, int] | None = None
+    """``(lowest, highest)`` value ncnn's ``load_param`` accepts for an enumeration (an op or mode), if limited."""
 
     @property
     def is_float(self) -> bool:

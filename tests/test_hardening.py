@@ -249,3 +249,20 @@ def test_onnx_node_with_the_wrong_number_of_inputs(capsys, tmp_path, squeezenet_
     onnx.save(m, tmp_path / "arity.onnx")
     fails(capsys, ["convert", tmp_path / "arity.onnx", tmp_path / "o.param", tmp_path / "o.bin"],
           "arity.onnx", "(Add) has 1 inputs; Add takes 2 to 2")
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (("ReLU             relu   1 1 conv out", "Pooling          relu   1 1 conv out 0=2147483647 1=2"),
+     "param 0 (pooling_type) is 2147483647; ncnn accepts 0 to 1"),
+    (("1=1 5=1", "1=1 5=1 9=2"), "param 9 (activation_type) is 2, which needs 1 activation_params (param 10)"),
+    (("ReLU             relu   1 1 conv out", "BatchNorm        relu   1 1 conv out 0=0"),
+     "weight slope would have 0 values (ncnn refuses to load an empty weight)"),
+])
+def test_what_the_newer_runtime_refuses(capsys, tmp_path, edit, fragment):
+    """Found by the fuzz campaign: the runtime's load_param checks enumerations and activation params, and
+    its load_model refuses empty weights."""
+    text = GOOD.replace(*edit)
+    (tmp_path / "raw.param").write_text(text)
+    (tmp_path / "raw.bin").write_bytes(GOOD_BIN)
+    assert not runtime_loads(tmp_path / "raw.param", tmp_path / "raw.bin")
+    fails(capsys, _optimize(tmp_path, text), fragment)
