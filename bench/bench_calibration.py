@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -74,14 +75,16 @@ def calibration_seconds(paths: list[Path], threads: int, method: str) -> float:
         return time.perf_counter() - start
 
 
-def command_seconds(argv: list[str]) -> float:
-    """Wall seconds of one process, start-up included."""
+def command_seconds(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, its child processes included) of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def commands_side_by_side(paths: list[Path], threads: int, method: str, ncnn2table: str | None,
@@ -97,16 +100,19 @@ def commands_side_by_side(paths: list[Path], threads: int, method: str, ncnn2tab
 
         ours = [sys.executable, "-m", "ncnnc", "table", *args("ncnnc.table")]
         theirs = [ncnn2table, *args("ncnn2table.table")] if ncnn2table else None
-        best_ours = best_theirs = float("inf")
+        inf = (float("inf"), float("inf"))
+        best_ours, best_theirs = inf, inf
         for _ in range(rounds):
             best_ours = min(best_ours, command_seconds(ours))
             if theirs:
                 best_theirs = min(best_theirs, command_seconds(theirs))
     print(f"ncnnc table method={method} thread={threads}, {len(paths)} images, start-up included "
-          f"(best of {rounds}): {best_ours:.2f} s")
+          f"(best of {rounds}): {best_ours[0]:.2f} s wall, {best_ours[1]:.2f} s CPU")
     if theirs:
-        print(f"ncnn2table, the same arguments (best of {rounds}, interleaved): {best_theirs:.2f} s")
-        print(f"ratio ncnnc table / ncnn2table: {best_ours / best_theirs:.2f}x (aim <= 1.0x)")
+        print(f"ncnn2table, the same arguments (best of {rounds}, interleaved): {best_theirs[0]:.2f} s wall, "
+              f"{best_theirs[1]:.2f} s CPU")
+        print(f"ratio ncnnc table / ncnn2table: {best_ours[0] / best_theirs[0]:.2f}x wall (aim <= 1.0x), "
+              f"{best_ours[1] / best_theirs[1]:.2f}x CPU")
     else:
         print(f"ncnn2table: {QUOTED_NCNN2TABLE}")
 
