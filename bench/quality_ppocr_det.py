@@ -80,6 +80,9 @@ def main() -> None:
         kept = len(result.quantize_report.kept_fp32) if result.quantize_report else 0
         print(f"{label:34s} cosine worst {cos.min():.4f} median {np.median(cos):.4f} | mask IoU worst "
               f"{iou.min():.4f} mean {iou.mean():.4f} | layers kept fp32 {kept}")
+        worst = np.argsort(cos)[:3]
+        print("  worst images: " + ", ".join(f"{evaluation[i].name} (cosine {cos[i]:.4f}, fp32 map max "
+                                             f"{float(ref[i].max()):.2g})" for i in worst))
 
 
 if __name__ == "__main__":
