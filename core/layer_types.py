@@ -136,7 +136,9 @@ layer_type("InnerProduct", "0:num_output=0 1:bias_term=0 2:weight_data_size=0 8:
            _innerproduct_weights)
 layer_type("Pooling", "0:pooling_type=0{0..1} 1:kernel_w=0 11:kernel_h=@1 2:stride_w=1 12:stride_h=@2 "
            "3:pad_left=0 14:pad_right=@3 13:pad_top=@3 15:pad_bottom=@13 4:global_pooling=0 "
-           "5:pad_mode=0{0..3} 6:avgpool_count_include_pad=0 7:adaptive_pooling=0 8:out_w=0 18:out_h=@8")
+           "5:pad_mode=0{0..3} 6:avgpool_count_include_pad=0 7:adaptive_pooling=0 8:out_w=0 18:out_h=@8",
+           check=lambda p: "adaptive pooling needs out_w and out_h of at least 1"
+           if p["adaptive_pooling"] and not p["global_pooling"] and min(p["out_w"], p["out_h"]) < 1 else None)
 layer_type("ReLU", "0:slope=0.")
 layer_type("PReLU", "0:num_slope=0", lambda p: [_w("slope", p["num_slope"], 1)])
 layer_type("Clip", "0:min=-FLT_MAX 1:max=FLT_MAX")

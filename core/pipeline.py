@@ -151,6 +151,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
     say = log or (lambda message: print(message, file=sys.stderr) if progress else None)
     fp32_layers = list(fp32_layers)
+    if auto_mixed_precision and amp_images < 1:
+        raise NcnncError(f"--amp-images {amp_images}: need at least 1")
     equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround)
     if not int8 and (equalize or refiners):
         raise NcnncError("equalization, bias correction and learned rounding apply only with int8")

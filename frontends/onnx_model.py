@@ -78,7 +78,8 @@ def check_tensors(model: onnx.ModelProto, path: str) -> None:
 
 
 def check_arity(model: onnx.ModelProto, opset: int, path: str) -> None:
-    """Every standard node has as many inputs and outputs as its operator's ONNX schema allows.
+    """Every standard node has as many inputs and outputs as its operator's ONNX schema allows, and
+    the attributes the schema requires.
 
     Operators the schema does not know are left to the converter (which names them as unsupported).
     """
@@ -96,6 +97,10 @@ def check_arity(model: onnx.ModelProto, opset: int, path: str) -> None:
         if not schema.min_output <= len(node.output) <= schema.max_output:
             raise ModelFormatError(f"{label} has {len(node.output)} outputs; {node.op_type} gives "
                                    f"{schema.min_output} to {schema.max_output}", path)
+        given = {a.name for a in node.attribute}
+        missing = sorted(name for name, a in schema.attributes.items() if a.required and name not in given)
+        if missing:
+            raise ModelFormatError(f"{label} lacks the required attribute {', '.join(missing)}", path)
 
 
 def _stored_count(t: onnx.TensorProto, itemsize: int) -> int | None:

@@ -266,3 +266,26 @@ def test_what_the_newer_runtime_refuses(capsys, tmp_path, edit, fragment):
     (tmp_path / "raw.bin").write_bytes(GOOD_BIN)
     assert not runtime_loads(tmp_path / "raw.param", tmp_path / "raw.bin")
     fails(capsys, _optimize(tmp_path, text), fragment)
+
+
+def test_found_by_the_campaign_adaptive_pooling_and_missing_onnx_attribute(capsys, tmp_path, squeezenet_dir):
+    """Pooling 7=1 without out_w (refused by the runtime) and an ONNX MaxPool without kernel_shape (KeyError)."""
+    text = GOOD.replace("ReLU             relu   1 1 conv out", "Pooling          relu   1 1 conv out 0=1 7=1")
+    (tmp_path / "raw.param").write_text(text)
+    (tmp_path / "raw.bin").write_bytes(GOOD_BIN)
+    assert not runtime_loads(tmp_path / "raw.param", tmp_path / "raw.bin")
+    fails(capsys, _optimize(tmp_path, text), "line 5", "adaptive pooling needs out_w and out_h of at least 1")
+    m = onnx.load(squeezenet_dir / "squeezenet_v1.1.onnx")
+    del next(n for n in m.graph.node if n.op_type == "MaxPool").attribute[:]
+    onnx.save(m, tmp_path / "noattr.onnx")
+    fails(capsys, ["convert", tmp_path / "noattr.onnx", tmp_path / "o.param", tmp_path / "o.bin"],
+          "(MaxPool) lacks the required attribute kernel_shape")
+
+
+def test_auto_mixed_precision_on_zero_images(capsys, tmp_path, model, image_paths):
+    """Found by the campaign: --amp-images 0 was an IndexError after calibration."""
+    (tmp_path / "list.txt").write_text(f"{image_paths[0]}\n")
+    fails(capsys, ["compile", *model, "--int8", "--calib", tmp_path / "list.txt", "shape=[8,8,3]",
+                   "--auto-mixed-precision", "--amp-images", "0", "-o", tmp_path / "out"],
+          "--amp-images 0: need at least 1")
+    assert not (tmp_path / "out" / "model.param").exists()
