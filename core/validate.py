@@ -44,6 +44,8 @@ MAX_STRING = 255
 MAX_VALUE_TEXT = 15
 """ncnn scans one value with ``%15[^,\\n ]``: longer text is cut and the rest misread."""
 SHAPE_HINTS = 30
+FEATURE_MASK = 31
+"""ncnn reserves ``30=`` (output shape hints, an integer array) and ``31=`` (the feature mask, an integer)."""
 
 _AT_LEAST_ONE = re.compile(r"^(stride|dilation)(_[whd])?$|^group$")
 _KERNEL = re.compile(r"^kernel(_[whd])?$")
@@ -161,6 +163,10 @@ def params_problem(layer: Layer, schema: LayerSchema | None = None) -> str | Non
 
 
 def _value_problem(value: object, spec: ParamSpec | None, pid: int, outputs: int) -> str | None:
+    if pid == FEATURE_MASK and isinstance(value, (str, list, float, bool)):
+        return "the feature mask (31=) must be one integer"
+    if pid == SHAPE_HINTS and not isinstance(value, list):
+        return "the shape hints (30=) must be an integer array"
     if isinstance(value, str):
         if spec is not None and not isinstance(spec.default, str) and not spec.array:
             return f"expected a number, got the text {_show(value)}"
