@@ -1,4 +1,4 @@
-"""The fuzz contract on a CI-sized campaign, and kill tests of a real ``ncnnc compile``.
+"""The fuzz contract on a CI-sized campaign, and a kill of a real ``ncnnc compile`` by each signal.
 
 ``bench/fuzz.py --cases 10000`` and ``bench/kill.py --runs 20`` are the long versions of the same code.
 """
@@ -38,8 +38,8 @@ def test_fuzz_contract_on_every_input_class(tmp_path, monkeypatch, squeezenet_di
 
 
 def test_kill_a_compile_with_sigint_and_sigkill(tmp_path, squeezenet_dir, images_dir):
-    results = kill_campaign(runs=2, seed=12, workdir=tmp_path)
-    assert [r.signal for r in results] == ["SIGINT", "SIGKILL"] * 2
+    results = kill_campaign(runs=1, seed=12, workdir=tmp_path)
+    assert [r.signal for r in results] == ["SIGINT", "SIGKILL"]
     for r in results:
         assert r.ok, r
         assert r.signal != signal.SIGINT.name or r.status in (0, 130), r
