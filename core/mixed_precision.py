@@ -116,7 +116,10 @@ def _as_float(graph: Graph, blob: str, value: np.ndarray) -> np.ndarray:
     """A blob as float: the int8 output of a requantizing layer divided by its output scale."""
     if value.dtype != np.int8:
         return value
-    scale = graph.producer(blob).weights["top_int8_scales"].data.ravel()[0]
+    layer = graph.producer(blob)
+    while layer.type == "Split":  # a Split hands the requantized int8 on
+        layer = graph.producer(layer.inputs[0])
+    scale = layer.weights["top_int8_scales"].data.ravel()[0]
     return value.astype(np.float32) / np.float32(scale)
 
 
