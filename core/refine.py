@@ -5,9 +5,10 @@ The contract (what a refiner plugin provides, through the ``ncnnc_refiners`` hoo
 names the method and gives ``refine_layer(step)``, called once per quantized layer in model order with a
 :class:`LayerStep`: the layer (to change in place: its ``weight`` and ``bias``), its table scales, and its
 input on the calibration images twice, as the fp32 model computes it and as the model quantized so far
-computes it (every earlier quantized layer already refined and simulated in int8 with the numpy
-backend's exact int8 arithmetic).  Refiners run in ``order`` for each layer before the walk moves on,
-so a later layer sees the errors the earlier ones leave.
+computes it (every earlier quantized layer already refined, and run as its int8 weights over their
+scales on its dequantized int8 input: the int8 result up to float rounding).  A refiner may also change
+``step.weight_scales`` (they go into the table).  Refiners run in ``order`` for each layer before the
+walk moves on, so a later layer sees the errors the earlier ones leave.
 
 :func:`refine_graph` walks the graph once over the images held in memory (two copies of the live
 activations, freed after their last reader), so refining costs about two forward passes plus what
@@ -56,14 +57,6 @@ class LayerStep:
     def qmax(self) -> int:
         """The largest int8 weight magnitude (31 for ncnn2table's 6-bit winograd convolutions)."""
         return weight_bits_max(self.layer)
-
-    def int8_output(self, activation: bool = False) -> np.ndarray:
-        """The layer's int8 output on ``x_quant`` with its current weights (before its activation unless
-        ``activation``), by the numpy backend's int8 simulation."""
-        layer = self.layer.clone()
-        if not activation:
-            layer.params["activation_type"] = 0
-        return run_op(int8_layer(layer, self.weight_scales, self.input_scale), [self.x_quant])
 
     def dequantized_input(self) -> np.ndarray:
         """``x_quant`` as the int8 layer sees it: ``float2int8(x * scale) / scale`` (computed once)."""
@@ -146,15 +139,6 @@ def resolve_params(refiners: Sequence[Refiner], values: Mapping[str, Any] | None
             raise NcnncError(f"no refine parameter {key!r} (parameters: {', '.join(known) or 'none'})")
         out[key] = known[key].parse(value)
     return out
-
-
-def int8_layer(layer: Layer, weight_scales: np.ndarray, input_scale: float) -> Layer:
-    """A quantized copy of ``layer`` as the quantizer writes it (no requantization)."""
-    from ncnnc.plugins.quantizer import _quantize_static
-
-    copy = layer.clone()
-    _quantize_static(copy, np.asarray(weight_scales, np.float32), float(input_scale))
-    return copy
 
 
 def run_op(layer: Layer, args: Sequence[np.ndarray]) -> np.ndarray:
