@@ -51,3 +51,7 @@ ONE_BLOB_ONLY = {
 layer's params (dynamic weights, a reference blob or a shape expression make it take more).  ncnn's
 ``Net::load_param`` refuses such a layer with other blob counts.  From each layer's constructor and
 ``load_param`` in Tencent/ncnn ``src/layer/``."""
+
+NOT_BUILT = ("ArgMax", "SPP")
+"""ncnn types its default build leaves out (``ncnn_add_layer(X OFF)`` in ``src/CMakeLists.txt``): the
+runtime (PyPI ``ncnn`` included) refuses a model that uses one (``layer ArgMax not exists or registered``)."""

@@ -4,7 +4,8 @@ Every model ncnnc reads is checked here (with the ``.param`` line of each layer 
 is every model before it is written, so ncnnc never writes a ``.param`` that ncnn's ``Net::load_param``
 refuses.  The rules are ncnn's (``src/paramdict.cpp``, ``src/net.cpp``, each layer's ``load_param``):
 
-- a known layer type (ncnn's built-in list or a registered schema), one input and one output for
+- a known layer type (ncnn's built-in list or a registered schema) that ncnn's default build includes
+  (not :data:`~ncnnc.core.layer_type_index.NOT_BUILT`), one input and one output for
   the types ncnn runs as ``one_blob_only`` (:data:`~ncnnc.core.layer_type_index.ONE_BLOB_ONLY`),
   names of 1-255 characters
   without white space, every blob produced once and consumed by at most one layer (ncnn keeps one
@@ -31,7 +32,7 @@ import numpy as np
 
 from ncnnc.core.errors import ModelFormatError
 from ncnnc.core.ir import Graph, Layer
-from ncnnc.core.layer_type_index import ONE_BLOB_ONLY, TYPE_INDEX
+from ncnnc.core.layer_type_index import NOT_BUILT, ONE_BLOB_ONLY, TYPE_INDEX
 from ncnnc.core.params import LayerSchema, ParamSpec, get_schema
 
 MAX_PARAM_ID = 31
@@ -82,6 +83,8 @@ def layer_problem(layer: Layer, produced: set[str] | None = None, consumed: dict
 
         return (f"unknown layer type {_show(layer.type)} (neither ncnn's nor a registered plugin's)"
                 + missing_plugin(layer.type))
+    if layer.type in NOT_BUILT:
+        return f"layer type {layer.type} is not in ncnn's default build (the ncnn runtime cannot load it)"
     for what, name in (("layer type", layer.type), ("layer name", layer.name),
                        *(("blob name", b) for b in layer.inputs + layer.outputs)):
         problem = _name_problem(what, name)

@@ -152,6 +152,7 @@ def test_outputs_in_a_missing_folder_or_onto_a_folder(capsys, tmp_path, model):
     (("0=2 1=1", "0=2 1=1 7=2147483648"), "2147483648 does not fit in int32"),
     (("0=2 1=1", "0=2 1=1 -23330=3,3,8,8"), "shape hint"),
     (("0=2 1=1", '0=2 1=1 31="abc"'), "the feature mask (31=) must be one integer"),
+    (("ReLU             relu", "ArgMax           relu"), "layer type ArgMax is not in ncnn's default build"),
     (("Convolution      conv", "Mystery          conv"), "unknown layer type 'Mystery'"),
     (("ReLU             relu   1 1 conv out", "ReLU             relu   1 2 conv out o2"),
      "a ReLU layer with these params takes one input and gives one output, not 1 and 2"),
