@@ -112,17 +112,6 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
     return {k: v[picks] for k, v in inputs.items()}
 
 
-def _as_float(graph: Graph, blob: str, value: np.ndarray) -> np.ndarray:
-    """A blob as float: the int8 output of a requantizing layer divided by its output scale."""
-    if value.dtype != np.int8:
-        return value
-    layer = graph.producer(blob)
-    while layer.type == "Split":  # a Split hands the requantized int8 on
-        layer = graph.producer(layer.inputs[0])
-    scale = layer.weights["top_int8_scales"].data.ravel()[0]
-    return value.astype(np.float32) / np.float32(scale)
-
-
 def _frontier(graph: Graph, index: int) -> list[str]:
     """Blobs produced before layer ``index`` that it or a later layer reads (or that are outputs)."""
     produced = [b for layer in graph.layers[:index] for b in layer.outputs]
@@ -132,47 +121,36 @@ def _frontier(graph: Graph, index: int) -> list[str]:
 
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
                        target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
-                       progress: Progress | None = None, reference: Graph | None = None) -> MixedPrecisionReport:
+                       progress: Progress | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
-    are fp32 already (user's choice) and are not candidates.  ``reference`` is the fp32 model when
-    ``graph``'s weights were refined for int8: its outputs are the goal, and a layer kept fp32 gets
-    its weights back from it.  A refined layer is tuned for the errors of the int8 layers before it, so
-    then each layer's sensitivity is measured the other way round: the output with every layer int8
-    but this one (which is kept fp32 first when that helps most).
+    are fp32 already (user's choice) and are not candidates.
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
-    from ncnnc.core.refine import restore_layers
     from ncnnc.plugins.quantizer import quantize
 
     fixed = set(fp32_layers) | set(table.commented)
     candidates = [layer.name for layer in graph.layers
                   if layer.name in table.input_scales and layer.name in table.weight_scales and layer.name not in fixed]
     outputs = compared_blobs(graph)
-    goal = Interpreter(reference or graph).run(dict(inputs), outputs)
+    reference = Interpreter(graph).run(dict(inputs), outputs)
     report = MixedPrecisionReport(target_cos)
 
     def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray]) -> float:
-        keep = set(keep_fp32) | fixed
-        source = graph if reference is None else restore_layers(graph.copy(), reference, keep)
-        mixed = quantize(source, table, fp32_layers=keep).graph
-        return float(output_cosine(goal, Interpreter(mixed).run(dict(feed), outputs)).min())
+        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | fixed).graph
+        return float(output_cosine(reference, Interpreter(mixed).run(dict(feed), outputs)).min())
 
-    leave_out = reference is not None
-    before = quantize(graph, table, fp32_layers=fixed).graph if leave_out else reference or graph
-    run_before = Interpreter(before)
+    fp32 = Interpreter(graph)
     index = {layer.name: i for i, layer in enumerate(graph.layers)}
     state = dict(inputs)
     for n, name in enumerate(candidates, 1):
         frontier = _frontier(graph, index[name])
-        missing = run_before.run(state, [b for b in frontier if b not in state])
-        state = {b: state[b] for b in frontier if b in state} | {b: _as_float(before, b, v) for b, v in missing.items()}
-        keep = [name] if leave_out else [c for c in candidates if c != name]
-        report.sensitivity[name] = worst(keep, state)
+        state = {b: state[b] for b in frontier if b in state} | fp32.run(state, [b for b in frontier if b not in state])
+        report.sensitivity[name] = worst([c for c in candidates if c != name], state)
         if progress:
             progress(f"sensitivity {n}/{len(candidates)}: {name} {report.sensitivity[name]:.5f}")
-    order = sorted(candidates, key=lambda c: -report.sensitivity[c] if leave_out else report.sensitivity[c])
+    order = sorted(candidates, key=lambda c: report.sensitivity[c])
     report.int8_cosine = worst([], inputs)
     lo, hi, best = 0, len(order), report.int8_cosine
     if best < target_cos:
@@ -186,9 +164,7 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
             lo, hi = (lo, mid) if results[mid] >= target_cos else (mid + 1, hi)
         best = results.get(lo, 1.0) if lo < len(order) else worst(order, inputs)
         for name in order[:lo]:
-            report.fp32_layers[name] = (
-                f"most helpful: worst-image output cosine {report.sensitivity[name]:.5f} with only this layer fp32"
-                if leave_out else
-                f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} with only this layer int8")
+            report.fp32_layers[name] = (f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} "
+                                        f"with only this layer int8")
     report.final_cosine = best
     return report

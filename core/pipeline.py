@@ -215,20 +215,15 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
         reasons: dict[str, str] = {}
-        original = graph.copy() if refiners else None
+        if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
+            t = time.perf_counter()
+            reasons = _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images,
+                                       fp32_layers, progress, result)
+            result.stages["mixed precision"] = time.perf_counter() - t
         if refiners:
             say("refining ...")
             _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pixel, refine_images,
-                    fp32_layers, progress, result)
-        if auto_mixed_precision:
-            t = time.perf_counter()
-            reasons = _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images,
-                                       fp32_layers, progress, result, original)
-            result.stages["mixed precision"] = time.perf_counter() - t
-        if original is not None:
-            from ncnnc.core.refine import restore_layers
-
-            restore_layers(graph, original, reasons)
+                    [*fp32_layers, *reasons], progress, result)
         t = time.perf_counter()
         quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source)
         out_graph = quantized.graph
@@ -343,20 +338,20 @@ def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel,
 
 
 def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,
-                     progress, result, reference=None) -> dict[str, str]:
+                     progress, result) -> dict[str, str]:
     from tqdm import tqdm
 
     from ncnnc.core.mixed_precision import AMP_CANDIDATES, choose_fp32_layers, hardest_images
 
     inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images * AMP_CANDIDATES)
-    inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers, reference=reference)
+    inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers)
     with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
         def tick(message: str) -> None:
             bar.set_postfix_str(message[-60:])
             bar.update(1)
 
         amp = choose_fp32_layers(graph, table, inputs, target_cos=target_cos, fp32_layers=fp32_layers,
-                                 progress=tick, reference=reference)
+                                 progress=tick)
     result.mixed_precision = amp
     result.notes["mixed precision"] = (f"{len(amp.sensitivity)} layers measured on {len(next(iter(inputs.values())))} "
                                        f"images; worst output cosine {amp.int8_cosine:.5f} -> {amp.final_cosine:.5f}, "

@@ -112,17 +112,6 @@ class RefineReport:
     layers: int = 0
 
 
-def restore_layers(graph: Graph, original: Graph, names: Iterable[str]) -> Graph:
-    """Give the layers ``names`` of ``graph`` their weights and bias from ``original`` (layers that stay
-    fp32 after refining); returns ``graph``."""
-    for name in names:
-        layer, old = graph.layer(name), original.layer(name)
-        layer.weights = dict(old.weights)
-        if "bias_term" in layer.params.schema.by_name:
-            layer.params["bias_term"] = old.p("bias_term")
-    return graph
-
-
 def find_refiner(name: str) -> Refiner:
     """The registered refiner called ``name`` (a user error listing the choices)."""
     from ncnnc.core.registry import registry
