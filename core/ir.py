@@ -325,9 +325,10 @@ def insert_splits(graph: Graph) -> None:
 
 
 def with_splits(graph: Graph) -> Graph:
-    """``graph`` itself when every blob has at most one reader, else a copy with the ``Split`` layers ncnn
-    expects (:func:`insert_splits`; the layers are shallow copies: weights are shared, not copied)."""
-    reads = [b for layer in graph.layers for b in layer.inputs]
+    """``graph`` itself when every blob is read by at most one layer (which may read it several times, as
+    ``x + x``), else a copy with the ``Split`` layers ncnn expects (:func:`insert_splits`; the layers are
+    shallow copies: weights are shared, not copied)."""
+    reads = [b for layer in graph.layers for b in set(layer.inputs)]
     if len(reads) == len(set(reads)):
         return graph
     copied = copy.copy(graph)
