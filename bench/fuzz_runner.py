@@ -147,6 +147,9 @@ def _child(case: Case, folder: Path) -> None:
     os.dup2(err, 2)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    # the parent's sys.stdout/sys.stderr may not be fds 1/2 (pytest captures them): write to the case's files
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (lives until os._exit)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
     status = TRACEBACK_STATUS
     try:
         from ncnnc.core.cli import main
