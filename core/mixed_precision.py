@@ -91,7 +91,7 @@ def compared_blobs(graph: Graph) -> list[str]:
 
 
 def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], count: int, *,
-                   fp32_layers: Iterable[str] = (), reference: Graph | None = None) -> dict[str, np.ndarray]:
+                   fp32_layers: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """The ``count`` images of the batch ``inputs`` whose outputs the all-int8 model (but ``fp32_layers``)
     drifts furthest from fp32 on: the worst-image criterion then generalises to images like them (a
     text detector's nearly empty probability maps, a detector's crowded scenes)."""
@@ -103,7 +103,7 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
         return dict(inputs)
     outputs = compared_blobs(graph)
     int8 = quantize(graph, table, fp32_layers=set(fp32_layers) | set(table.commented)).graph
-    fp32_run, int8_run = Interpreter(reference or graph), Interpreter(int8)
+    fp32_run, int8_run = Interpreter(graph), Interpreter(int8)
     cos = []
     for start in range(0, len(first), count):  # a batch at a time: the candidates may be many large images
         chunk = {k: v[start:start + count] for k, v in inputs.items()}
