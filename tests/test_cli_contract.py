@@ -92,6 +92,31 @@ def test_run_and_optimize_take_an_onnx_model(onnx_model, tmp_path, capsys):
     np.testing.assert_allclose(got.ravel(), want, rtol=1e-4, atol=1e-5)
 
 
+def test_table_quantize_and_eval_take_an_onnx_model(onnx_model, tmp_path, capsys):
+    """ncnn2table's and ncnn2int8's verbs and eval take the ONNX file where an ncnn model goes, with the
+    same results as on the ncnn model ncnnc converts it to."""
+    converted = [str(tmp_path / "fp32.param"), str(tmp_path / "fp32.bin")]
+    assert main(["convert", str(onnx_model), *converted]) == 0
+    images = tmp_path / "images.txt"
+    images.write_text("".join(f"{p}\n" for p in IMAGES[:6]))
+    pre = ["mean=[104,117,123]", "shape=[16,16,3]", "pixel=BGR", "thread=1"]
+    tables = {}
+    for name, model in (("onnx", [str(onnx_model)]), ("ncnn", converted)):
+        tables[name] = tmp_path / f"{name}.table"
+        assert main(["table", *model, str(images), str(tables[name]), *pre]) == 0
+        out = [str(tmp_path / f"{name}-int8.param"), str(tmp_path / f"{name}-int8.bin")]
+        assert main(["quantize", *model, *out, str(tables[name])]) == 0
+    assert tables["onnx"].read_bytes() == tables["ncnn"].read_bytes()
+    for suffix in ("param", "bin"):
+        assert (tmp_path / f"onnx-int8.{suffix}").read_bytes() == (tmp_path / f"ncnn-int8.{suffix}").read_bytes()
+    int8 = RuntimeNet(str(tmp_path / "onnx-int8.param"), str(tmp_path / "onnx-int8.bin"))
+    assert int8.run({"images": preprocess(IMAGES[0], 16)}, ["logits"])["logits"].size == 5
+    capsys.readouterr()
+    assert main(["eval", str(onnx_model), str(tmp_path / "onnx-int8.param"), str(tmp_path / "onnx-int8.bin"),
+                 str(images), *pre[:3], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 6
+
+
 def test_both_preprocessing_spellings_everywhere(onnx_model, tmp_path, capsys):
     runs = []
     for options in (["mean=[104,117,123]", "shape=[16,16]", "pixel=BGR"],

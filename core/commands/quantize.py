@@ -1,4 +1,5 @@
-"""``ncnnc quantize``: ncnn2int8's command line (``IN.param IN.bin OUT.param OUT.bin [TABLE]``).
+"""``ncnnc quantize``: ncnn2int8's command line (``IN.param IN.bin OUT.param OUT.bin [TABLE]``; any
+frontend's model files in place of ``IN.param IN.bin``).
 
 With a table, layers with scales become int8; without one, only the weight-only (dynamic)
 quantization of RNN/LSTM/GRU/Embed is done.  Float weights are stored fp16, as ncnn2int8 does.
@@ -14,12 +15,10 @@ HELP = "quantize an fp32 ncnn model with a calibration table (as ncnn2int8)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc quantize``."""
-    parser.add_argument("in_param", metavar="IN.param")
-    parser.add_argument("in_bin", metavar="IN.bin")
-    parser.add_argument("out_param", metavar="OUT.param")
-    parser.add_argument("out_bin", metavar="OUT.bin")
-    parser.add_argument("table", metavar="TABLE", nargs="?",
-                        help="calibration table (ncnn2table format); none: weight-only int8 of RNN/LSTM/GRU/Embed")
+    parser.add_argument("paths", nargs="+", metavar="IN.param IN.bin OUT.param OUT.bin [TABLE]",
+                        help="the model (IN.param IN.bin, or MODEL.onnx, or MODEL.prototxt MODEL.caffemodel), "
+                             "OUT.param OUT.bin, and the calibration table (ncnn2table format; none: weight-only "
+                             "int8 of RNN/LSTM/GRU/Embed)")
     parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="",
                         help="layers to keep fp32 (as if commented out in the table)")
 
@@ -32,14 +31,21 @@ def parse_layer_list(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Quantize and print what was done."""
     from ncnnc.backends.ncnn_writer import save
+    from ncnnc.core.commands.run import split_model
+    from ncnnc.core.errors import NcnncError
+    from ncnnc.core.frontend import load_model
     from ncnnc.core.table import CalibrationTable
-    from ncnnc.frontends.ncnn import load
     from ncnnc.plugins.quantizer import quantize
 
-    table = CalibrationTable.load(args.table) if args.table else None
-    graph = load(args.in_param, args.in_bin)
+    model, rest = split_model(args.paths)
+    if len(rest) not in (2, 3):
+        raise NcnncError("usage: ncnnc quantize IN.param IN.bin OUT.param OUT.bin [TABLE] "
+                         "(or MODEL.onnx OUT.param OUT.bin [TABLE])")
+    args.out_param, args.out_bin, table_path = rest[0], rest[1], (rest[2] if len(rest) == 3 else None)
+    table = CalibrationTable.load(table_path) if table_path else None
+    graph = load_model(model)
     result = quantize(graph, table, fp32_layers=parse_layer_list(args.fp32_layers),
-                      model_path=args.in_param, table_path=args.table)
+                      model_path=model[0], table_path=table_path)
     save(result.graph, args.out_param, args.out_bin)
     print(result.report.summary())
     print(f"wrote {args.out_param} and {args.out_bin}")

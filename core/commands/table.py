@@ -1,4 +1,4 @@
-"""``ncnnc table``: ncnn2table's command line, unchanged.
+"""``ncnnc table``: ncnn2table's command line, unchanged (any frontend's model files in place of ``IN.param IN.bin``).
 
 ``ncnnc table IN.param IN.bin LIST[,LIST...] OUT.table mean=[104,117,123] norm=[1,1,1]
 shape=[227,227,3] pixel=BGR thread=2 method=kl`` -- the keys of ncnn2table (``mean``, ``norm``,
@@ -60,13 +60,32 @@ def parse_int(value: str, key: str, minimum: int) -> int:
     return n
 
 
+def model_graph(model: list[str], shapes: list[list[int]] | None = None):
+    """The model read by whichever frontend claims its files; ``shapes`` (``[w,h,c]`` per input) size an
+    ONNX input that has no fixed size."""
+    from ncnnc.core.frontend import load_model
+
+    try:
+        return load_model(model)
+    except NcnncError:
+        if not shapes or len(model) != 1:
+            raise
+        return load_model(model, shape=list(shapes[0]))
+
+
 def run(args: argparse.Namespace) -> int:
     """Parse ncnn2table's arguments, calibrate, write the table, print a summary."""
+    from ncnnc.core.commands.run import split_model
+
     positional = [a for a in args.args if "=" not in a]
     options = [a for a in args.args if "=" in a]
-    if len(positional) != 4 or args.args[:4] != positional:
-        raise NcnncError("usage: ncnnc table IN.param IN.bin LIST[,LIST...] OUT.table [key=value ...]")
-    param, binf, lists, out = positional
+    if len(positional) not in (3, 4) or args.args[:len(positional)] != positional:
+        raise NcnncError("usage: ncnnc table IN.param IN.bin LIST[,LIST...] OUT.table [key=value ...] "
+                         "(or MODEL.onnx LIST OUT.table ..., MODEL.prototxt MODEL.caffemodel LIST OUT.table ...)")
+    model, rest = split_model(positional)
+    if len(rest) != 2:
+        raise NcnncError("usage: ncnnc table MODEL... LIST[,LIST...] OUT.table [key=value ...]")
+    lists, out = rest
     kw: dict = {"method": "kl", "threads": DEFAULT_THREADS}
     where: dict = {}
     method_params: dict[str, str] = {}
@@ -99,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             method_params[key] = value
     executor = make_executor(where.get("executor"), where.get("scheduler"), kw["threads"], where.get("shard_batches"))
-    result = calibrate(param, binf, [p for p in lists.split(",") if p], out, method_params=method_params,
+    graph = model_graph(model, kw.get("shape"))
+    result = calibrate(graph, None, [p for p in lists.split(",") if p], out, method_params=method_params,
                        progress=True, executor=executor, **kw)
     print(f"{result.summary()}; wrote {out}")
     return 0
