@@ -50,6 +50,18 @@ def _geometry(ids: dict, **values: list[int]) -> dict[int, int]:
     return {pid: int(v) for key, vals in values.items() for pid, v in zip(ids[key], vals)}
 
 
+def _add_windowed(cx: Converter, node: onnx.NodeProto, kind: str, rank: int, group: int, params: dict[int, int],
+                  weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """Add ``{kind}{rank}D`` (its ``DepthWise`` form, with ``7=group``, when ``group > 1``) reading the node's
+    first input."""
+    weights = {"weight": weight} if bias is None else {"weight": weight, "bias": bias.reshape(-1)}
+    ltype = f"{kind}{rank}D"
+    if group > 1:
+        ltype = f"{kind}DepthWise{rank}D"
+        params[7] = group
+    cx.add(ltype, [cx.logical_blob(node.input[0])], [node.output[0]], params, weights)
+
+
 def conv_nd(cx: Converter, node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | None) -> None:
     """Conv with a 3-D or 5-D weight -> Convolution1D/3D, or the depthwise form when ``group > 1``."""
     rank = weight.ndim - 2
@@ -62,14 +74,7 @@ def conv_nd(cx: Converter, node: onnx.NodeProto, weight: np.ndarray, bias: np.nd
     begins, ends = window_pads(cx, attrs, sizes, kernel, strides, dilations)
     params = {0: int(weight.shape[0]), 5: int(bias is not None), 6: int(weight.size),
               **_geometry(CONV_IDS[rank], kernel=kernel, dilation=dilations, stride=strides, begin=begins, end=ends)}
-    weights = {"weight": weight}
-    if bias is not None:
-        weights["bias"] = bias.reshape(-1)
-    ltype = f"Convolution{rank}D"
-    if group > 1:
-        ltype = f"ConvolutionDepthWise{rank}D"
-        params[7] = group
-    cx.add(ltype, [cx.logical_blob(node.input[0])], [node.output[0]], params, weights)
+    _add_windowed(cx, node, "Convolution", rank, group, params, weight, bias)
 
 
 def pool_nd(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> None:
@@ -193,11 +198,5 @@ def conv_transpose_nd(cx: Converter, node: onnx.NodeProto, weight: np.ndarray, b
                           end=pads[rank:]),
               **dict(zip((20, 19, 18) if rank == 3 else (18,), out_pads))}
     reordered = weight.reshape(group, cin // group, cout_g, *kernel).swapaxes(1, 2)
-    weights = {"weight": reordered.reshape(group * cout_g, cin // group, *kernel)}
-    if bias is not None:
-        weights["bias"] = bias.reshape(-1)
-    ltype = f"Deconvolution{rank}D"
-    if group > 1:
-        ltype = f"DeconvolutionDepthWise{rank}D"
-        params[7] = group
-    cx.add(ltype, [cx.logical_blob(node.input[0])], [node.output[0]], params, weights)
+    _add_windowed(cx, node, "Deconvolution", rank, group, params,
+                  reordered.reshape(group * cout_g, cin // group, *kernel), bias)

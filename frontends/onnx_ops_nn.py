@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import onnx
 
 from ncnnc.core.layer_types import FLT_MAX
 from ncnnc.frontends.onnx_convert import Converter, mapper
-from ncnnc.frontends.onnx_ops_nd import conv_nd, conv_transpose_nd, dilated_max_pool, pool_nd
+from ncnnc.frontends.onnx_ops_nd import conv_nd, conv_transpose_nd, dilated_max_pool, pool_nd, window_pads
 from ncnnc.frontends.onnx_ops_tensor import binary_op
 
 
 def _pads_2d(cx: Converter, attrs: dict, in_hw: tuple[int, int], kernel: list[int], strides: list[int],
              dilations: list[int]) -> list[int]:
     """Explicit ``[top, left, bottom, right]`` pads, resolving ``auto_pad`` with the static input size."""
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    if auto_pad in ("NOTSET", ""):
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
-        if len(pads) != 4:
-            raise cx.unsupported(f"pads {pads} are not those of a 2-D window")
-        return pads
-    if auto_pad == "VALID":
-        return [0, 0, 0, 0]
-    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        raise cx.unsupported(f"auto_pad {auto_pad!r} is not supported")
-    begin, end = [], []
-    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
-        begin.append(small if auto_pad == "SAME_UPPER" else large)
-        end.append(large if auto_pad == "SAME_UPPER" else small)
-    return [begin[0], begin[1], end[0], end[1]]
+    begins, ends = window_pads(cx, attrs, in_hw, kernel, strides, dilations)
+    return [*begins, *ends]
 
 
 def _window(cx: Converter, node: onnx.NodeProto, kernel: list[int]) -> tuple[list[int], list[int], list[int]]:

@@ -36,8 +36,8 @@ def _taps(x: np.ndarray, axes: list[Axis], outs: list[int]) -> list[np.ndarray]:
     return views
 
 
-class _ConvND(Op):
-    """Grouped N-D convolution: ``out[o] = bias[o] + sum(weight[o, i, tap] * x[group(o) i, at tap])``."""
+class _WeightedND(Op):
+    """An N-D (de)convolution's constant weights, bias and group count (dynamic weights refused)."""
 
     def __init__(self, layer: Layer) -> None:
         super().__init__(layer)
@@ -47,6 +47,10 @@ class _ConvND(Op):
         self.weight = layer.weights["weight"].data.astype(f32)
         self.bias = layer.weights["bias"].data.astype(f32) if "bias" in layer.weights else None
         self.group = self.p["group"] if "group" in self.p.schema.by_name else 1
+
+
+class _ConvND(_WeightedND):
+    """Grouped N-D convolution: ``out[o] = bias[o] + sum(weight[o, i, tap] * x[group(o) i, at tap])``."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``(N, cin, *spatial) -> (N, num_output, *out_spatial)``."""
@@ -71,18 +75,9 @@ for _name in ("Convolution1D", "ConvolutionDepthWise1D", "Convolution3D", "Convo
     register_op(_name)(type(_name, (_ConvND,), {"__doc__": f"ncnn {_name} (fp32)."}))
 
 
-class _DeconvND(Op):
+class _DeconvND(_WeightedND):
     """Grouped N-D transposed convolution: every input position adds ``weight[o, i, tap] * x[i]`` at
     ``position * stride + tap * dilation`` of the full output; then bias, activation, and the pads cut."""
-
-    def __init__(self, layer: Layer) -> None:
-        super().__init__(layer)
-        if self.p["dynamic_weight"]:
-            raise self.unsupported("with dynamic weights")
-        self.rank = window_rank(layer.type)
-        self.weight = layer.weights["weight"].data.astype(f32)
-        self.bias = layer.weights["bias"].data.astype(f32) if "bias" in layer.weights else None
-        self.group = self.p["group"] if "group" in self.p.schema.by_name else 1
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """``(N, cin, *spatial) -> (N, num_output, *out_spatial)``."""

@@ -422,6 +422,14 @@ def _tiles(b: ir.IRBuilder, g: ConvGeometry, split: tuple[ir.Value, ir.Value], b
                 blocks_of(i64(full_groups * nb_full), rem_blocks, True)
 
 
+def _input_offsets(b: ir.IRBuilder, g: ConvGeometry, oy: ir.Value, ox0: ir.Value, pixels, wp: int,
+                   cp: int) -> list[ir.Value]:
+    """Element offset, in the prepared input (``wp`` pixels a row, ``cp`` channels a pixel), of the top-left tap
+    of each output pixel ``ox0 + p`` of row ``oy``, for ``p`` in ``pixels``."""
+    row = b.mul(b.mul(oy, i64(g.sh)), i64(wp))
+    return [b.mul(b.add(row, b.mul(b.add(ox0, i64(p)), i64(g.sw))), i64(cp)) for p in pixels]
+
+
 def _tap_loops(b: ir.IRBuilder, g: ConvGeometry, cp: int, wp: int, grp: int, body) -> None:
     """Runtime loops over the kernel taps (kept rolled: unrolling them multiplies a tiled kernel's code, and
     codegen time, by ``kh * kw`` for no measurable speed); calls ``body(tap, off)`` with the tap index and the
@@ -492,8 +500,7 @@ def _emit_dot(ctx: KernelContext, g: ConvGeometry, packed: tuple[np.ndarray, np.
                     load(b, negcomp, acc_ty, b.mul(b.add(i64(grp * blocks), b.add(blk0, i64(j))), i64(lanes))))
             for row in slots:
                 b.store(init, row[j])
-        base_in = [b.mul(b.add(b.mul(b.mul(oy, i64(g.sh)), i64(wp)), b.mul(b.add(ox0, i64(p)), i64(g.sw))), i64(cp))
-                   for p in range(npx)]
+        base_in = _input_offsets(b, g, oy, ox0, range(npx), wp, cp)
         wtap = b.mul(b.add(i64(grp * blocks), blk0), i64(taps))
 
         def tap_body(tap: ir.Value, off: ir.Value) -> None:
@@ -553,9 +560,7 @@ def _emit_smmla(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: E
         for row in slots:
             for slot in row:
                 b.store(ir.Constant(v4, None), slot)
-        base_in = [b.mul(b.add(b.mul(b.mul(oy, i64(g.sh)), i64(wp)), b.mul(b.add(ox0, i64(min(p, npx - 1))),
-                                                                          i64(g.sw))), i64(cp))
-                   for p in range(2 * pairs)]
+        base_in = _input_offsets(b, g, oy, ox0, [min(p, npx - 1) for p in range(2 * pairs)], wp, cp)
         wtap = b.mul(b.add(i64(grp * blocks), blk0), i64(taps))
 
         def tap_body(tap: ir.Value, off: ir.Value) -> None:
