@@ -174,3 +174,14 @@ def entry_alloca(b: ir.IRBuilder, ty: ir.Type, name: str = "") -> ir.Value:
         if entry.instructions:
             b.position_before(entry.instructions[0])
         return b.alloca(ty, name=name)
+
+
+def concat(b: ir.IRBuilder, vectors: list[ir.Value]) -> ir.Value:
+    """The lanes of equally typed ``vectors`` one after another (zero vectors pad the count to a power of two)."""
+    while len(vectors) > 1:
+        if len(vectors) % 2:
+            vectors = [*vectors, ir.Constant(vectors[0].type, None)]
+        n = vectors[0].type.count
+        mask = ir.Constant(ir.VectorType(I32, 2 * n), list(range(2 * n)))
+        vectors = [b.shuffle_vector(vectors[i], vectors[i + 1], mask) for i in range(0, len(vectors), 2)]
+    return vectors[0]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from llvmlite import ir
 
-from ncnnc.backends.llvm.irutil import I8, I16, I32, for_range, i64, intrinsic, load, store_lanes, vec
+from ncnnc.backends.llvm.irutil import I8, I16, I32, concat, for_range, i64, intrinsic, load, store_lanes, vec
 from ncnnc.backends.llvm.program import KernelContext
 
 
@@ -260,7 +260,7 @@ def emit_depthwise_pairs(ctx: KernelContext, g, weight: np.ndarray, epi, dot: Pa
                     x = interleaved(op)
                     for half in range(2):
                         acc[half] = dot(b, acc[half], x[half], wvec((op.wa, op.wb), half))
-                both = b.shuffle_vector(acc[0], acc[1], ir.Constant(vec(I32, width), list(range(width))))
+                both = concat(b, acc)
                 out = epis[width].apply(b, ctx.module, f"{ctx.name}.e{width}", both, channel, int_type=I32)
                 if epi.top_scale is not None:  # back in channel order, saturated to int16 then narrowed
                     lo, hi = (b.shuffle_vector(out, out, ir.Constant(vec(I32, width // 2),

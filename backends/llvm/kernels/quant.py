@@ -20,6 +20,7 @@ from ncnnc.backends.llvm.irutil import (
     I32,
     PTR,
     VOID,
+    concat,
     for_range,
     gep,
     i64,
@@ -52,17 +53,6 @@ def element_index(b: ir.IRBuilder, view: View, pixel: ir.Value, ch: ir.Value) ->
 
 ROW_RUN = 16
 """Pixels of an image row that :func:`prepare_int8` quantizes and interleaves as one vector."""
-
-
-def concat(b: ir.IRBuilder, vectors: list[ir.Value]) -> ir.Value:
-    """The lanes of equally typed ``vectors`` one after another (zero vectors pad the count to a power of two)."""
-    while len(vectors) > 1:
-        if len(vectors) % 2:
-            vectors = [*vectors, ir.Constant(vectors[0].type, None)]
-        n = vectors[0].type.count
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
-        vectors = [b.shuffle_vector(vectors[i], vectors[i + 1], mask) for i in range(0, len(vectors), 2)]
-    return vectors[0]
 
 
 def prepare_int8(lw: Lowerer, src: View, scale: float, pads: tuple[int, int, int, int],
