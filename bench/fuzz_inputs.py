@@ -398,53 +398,53 @@ def _list_text(names: list[str]) -> bytes:
     return ("\n".join(names) + "\n").encode()
 
 
+def _model_case(kind: str, index: int, argv: list[str], files: dict) -> Case:
+    """A case whose command writes ``out/o.param`` + ``out/o.bin``, which the runtime must load when it succeeds."""
+    return Case(kind, index, argv, files, OUT_DIR, outputs=["out/o.param", "out/o.bin"],
+                models=[("out/o.param", "out/o.bin")])
+
+
 def gen_param(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated text ``.param`` through ``optimize``."""
     files = {"m.param": mutate_param_text(rng, base.param), "m.bin": base.bin}
-    return Case("param", index, ["optimize", "m.param", "m.bin", "out/o.param", "out/o.bin"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("param", index, ["optimize", "m.param", "m.bin", "out/o.param", "out/o.bin"], files)
 
 
 def gen_param_bin(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated binary ``.param.bin`` through ``optimize`` (written back as text)."""
     files = {"m.param.bin": mutate_param_bin(rng, base.param_bin), "m.bin": base.bin}
-    return Case("param.bin", index, ["optimize", "m.param.bin", "m.bin", "out/o.param", "out/o.bin"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("param.bin", index, ["optimize", "m.param.bin", "m.bin", "out/o.param", "out/o.bin"], files)
 
 
 def gen_bin(rng: random.Random, index: int, base: Base) -> Case:
     """A damaged ``.bin`` through ``optimize``."""
     files = {"m.param": base.param, "m.bin": mutate_bin(rng, base.bin)}
-    return Case("bin", index, ["optimize", "m.param", "m.bin", "out/o.param", "out/o.bin", "0"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("bin", index, ["optimize", "m.param", "m.bin", "out/o.param", "out/o.bin", "0"], files)
 
 
 def gen_table(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated calibration table through ``quantize``."""
     files = {"m.param": base.opt_param, "m.bin": base.opt_bin, "m.table": mutate_table(rng, base.table)}
-    return Case("table", index, ["quantize", "m.param", "m.bin", "out/o.param", "out/o.bin", "m.table"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("table", index, ["quantize", "m.param", "m.bin", "out/o.param", "out/o.bin", "m.table"], files)
 
 
 def gen_prototxt(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated prototxt (with the real caffemodel) through ``convert``."""
     files = {"m.prototxt": mutate_prototxt(rng, base.prototxt), "m.caffemodel": base.caffemodel}
-    return Case("prototxt", index, ["convert", "m.prototxt", "m.caffemodel", "out/o.param", "out/o.bin"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("prototxt", index, ["convert", "m.prototxt", "m.caffemodel", "out/o.param", "out/o.bin"], files)
 
 
 def gen_caffemodel(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated caffemodel (with the real prototxt) through ``convert``."""
     files = {"m.prototxt": base.prototxt, "m.caffemodel": mutate_caffemodel(rng, base.caffemodel)}
-    return Case("caffemodel", index, ["convert", "m.prototxt", "m.caffemodel", "out/o.param", "out/o.bin"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("caffemodel", index,
+                       ["convert", "m.prototxt", "m.caffemodel", "out/o.param", "out/o.bin"], files)
 
 
 def gen_onnx(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated ONNX model through ``convert``."""
     files = {"m.onnx": mutate_onnx(rng, base.onnx)}
-    return Case("onnx", index, ["convert", "m.onnx", "out/o.param", "out/o.bin"], files,
-                OUT_DIR, outputs=["out/o.param", "out/o.bin"], models=[("out/o.param", "out/o.bin")])
+    return _model_case("onnx", index, ["convert", "m.onnx", "out/o.param", "out/o.bin"], files)
 
 
 def gen_image(rng: random.Random, index: int, base: Base) -> Case:
