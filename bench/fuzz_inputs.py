@@ -268,7 +268,7 @@ def mutate_caffemodel(rng: random.Random, data: bytes) -> bytes:
     """Blob shapes and data of a caffemodel (through the protobuf schema), or byte damage."""
     if rng.random() < 0.4:
         return damage_bytes(rng, data)
-    from ncnnc.frontends.caffe import caffe_pb
+    from ncnnc.frontends.caffe_reader import caffe_pb
 
     net = caffe_pb()["NetParameter"]()
     net.ParseFromString(data)

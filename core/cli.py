@@ -17,19 +17,20 @@ import traceback
 
 from ncnnc.core.errors import NcnncError
 
-COMMANDS = (
-    "compile",
-    "optimize",
-    "table",
-    "calibrate",
-    "quantize",
-    "eval",
-    "run",
-    "convert",
-    "inspect",
-    "plugins",
-)
-"""Subcommand modules in :mod:`ncnnc.core.commands`, in the order ``--help`` lists them."""
+COMMANDS = {
+    "compile": "optimize, calibrate and quantize a model into an int8 ncnn model in one go",
+    "optimize": "fuse and eliminate layers of an ncnn model (as ncnnoptimize)",
+    "table": "make an int8 calibration table (ncnn2table's arguments)",
+    "calibrate": "make an int8 calibration table (same as 'table', with --options)",
+    "quantize": "quantize an fp32 ncnn model with a calibration table (as ncnn2int8)",
+    "eval": "compare an fp32 model and its int8 version on images: top-1/top-5, agreement, per-layer cosine",
+    "run": "run a model on images or .npy tensors (numpy backend, the real ncnn runtime or native code)",
+    "convert": "convert a model (ncnn, Caffe, ONNX) to an ncnn .param/.bin",
+    "inspect": "show a model's layers, blob shapes, weight bytes per storage and MACs",
+    "plugins": "list every registered plugin item and the package it came from",
+}
+"""Subcommands (modules of :mod:`ncnnc.core.commands`) and their one-line help, in the order ``--help``
+lists them.  The help lives here so that listing the commands imports none of them."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,25 +41,38 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand; with ``command``, only that subcommand's module is
+    imported and given its arguments (``""``: none).  The others are listed by ``--help`` but not built,
+    so start-up imports only what the command needs."""
     from ncnnc import __version__
 
     parser = Parser(
         prog="ncnnc", description="ncnnc: compile trained networks into fast int8 ncnn models.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"ncnnc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in COMMANDS:
-        module = importlib.import_module(f"ncnnc.core.commands.{modname}")
+    for name, help_text in COMMANDS.items():
         # allow_abbrev=False everywhere: `--targ` must not silently mean `--target` or `--target-cos`
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
-        module.add_arguments(p)
-        p.add_argument("--max-memory", metavar="SIZE",
-                       help="refuse work whose shapes imply more memory than this (e.g. 4G; default: half "
-                            "of this machine's memory, or $NCNNC_MAX_MEMORY)")
-        p.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
-        p.set_defaults(_run=module.run)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        if command in (None, name):
+            _add_command_arguments(p, importlib.import_module(f"ncnnc.core.commands.{name}"))
     return parser
+
+
+def _add_command_arguments(p: argparse.ArgumentParser, module: object) -> None:
+    module.add_arguments(p)  # type: ignore[attr-defined]
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="refuse work whose shapes imply more memory than this (e.g. 4G; default: half "
+                        "of this machine's memory, or $NCNNC_MAX_MEMORY)")
+    p.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
+    p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+
+
+def command_word(words: list[str]) -> str | None:
+    """The subcommand ``words`` (the arguments after ``ncnnc``) name: the first word that is not an
+    option, if it is a command."""
+    first = next((w for w in words if not w.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 class Interrupted(BaseException):
@@ -88,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _on_signal) for s in CAUGHT_SIGNALS} if in_main_thread else {}
     words = sys.argv[1:] if argv is None else argv
-    command = next((f"ncnnc {w}" for w in words if w in COMMANDS), "ncnnc")
+    word = command_word(words)
+    command = f"ncnnc {word}" if word else "ncnnc"
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    parser = build_parser(command_word(sys.argv[1:] if argv is None else argv) or "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

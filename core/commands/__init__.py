@@ -1,2 +1,2 @@
-"""One module per ``ncnnc`` subcommand; each defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``."""
+"""One module per ``ncnnc`` subcommand (listed with its help in :data:`ncnnc.core.cli.COMMANDS`); each
+defines ``add_arguments(parser)`` and ``run(args) -> int``."""

@@ -9,9 +9,6 @@ from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
 
-NAME = "calibrate"
-HELP = "make an int8 calibration table (same as 'table', with --options)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``IN.param IN.bin LIST[,LIST] OUT.table`` and options; per-input options repeat per input."""

@@ -20,9 +20,6 @@ from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 from ncnnc.core.pipeline import QUALITIES
 
-NAME = "compile"
-HELP = "optimize, calibrate and quantize a model into an int8 ncnn model in one go"
-
 OPTION_KEYS = ("mean", "norm", "shape", "pixel", "method", "thread")
 
 

@@ -7,9 +7,6 @@ import argparse
 from ncnnc.backends.ncnn_writer import convert_storage, save
 from ncnnc.core.frontend import load_model
 
-NAME = "convert"
-HELP = "convert a model (ncnn, Caffe, ONNX) to an ncnn .param/.bin"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc convert``."""

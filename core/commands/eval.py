@@ -17,9 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-NAME = "eval"
-HELP = "compare an fp32 model and its int8 version on images: top-1/top-5, agreement, per-layer cosine"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc eval``."""

@@ -17,9 +17,6 @@ from ncnnc.core.frontend import load_model
 from ncnnc.core.input_check import check_shape_fits
 from ncnnc.core.shapes import infer_shapes
 
-NAME = "inspect"
-HELP = "show a model's layers, blob shapes, weight bytes per storage and MACs"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc inspect``."""

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "optimize"
-HELP = "fuse and eliminate layers of an ncnn model (as ncnnoptimize)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc optimize``."""

@@ -6,9 +6,6 @@ import argparse
 
 from ncnnc.core.registry import KINDS, registry
 
-NAME = "plugins"
-HELP = "list every registered plugin item and the package it came from"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc plugins``."""

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "quantize"
-HELP = "quantize an fp32 ncnn model with a calibration table (as ncnn2int8)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc quantize``."""

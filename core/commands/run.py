@@ -21,8 +21,6 @@ from ncnnc.core.fileio import atomic_outputs
 from ncnnc.core.ir import Graph
 from ncnnc.core.preprocess import PIXEL_TYPES, load_image, substract_mean_normalize
 
-NAME = "run"
-HELP = "run a model on images or .npy tensors (numpy backend, the real ncnn runtime or native code)"
 BATCH = 32
 OPTION_KEYS = ("mean", "norm", "shape", "pixel")
 

@@ -18,8 +18,6 @@ from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import make_executor
 
-NAME = "table"
-HELP = "make an int8 calibration table (ncnn2table's arguments)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Positionals as ncnn2table: IN.param IN.bin LIST[,LIST] OUT.table key=value..."""

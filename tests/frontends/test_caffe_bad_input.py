@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ncnnc.core.cli import main
-from ncnnc.frontends.caffe import caffe_pb
+from ncnnc.frontends.caffe_reader import caffe_pb
 
 
 def _convert(capsys, tmp_path: Path, *inputs: Path) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.core.frontend import load_model
-from ncnnc.frontends.caffe import caffe_pb, load
+from ncnnc.frontends.caffe_reader import caffe_pb, load
 
 RNG = np.random.default_rng(3)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ncnnc.backends.ncnn_runtime import run_graph
-from ncnnc.frontends.caffe import caffe_pb, load
+from ncnnc.frontends.caffe_reader import caffe_pb, load
 
 RNG = np.random.default_rng(7)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import descriptor_pb2
 
-from ncnnc.frontends.caffe import PROTO, caffe_pb
+from ncnnc.frontends.caffe_reader import PROTO, caffe_pb
 from ncnnc.frontends.proto_schema import ProtoSyntaxError, parse_proto
 
 FIELD_NUMBERS = {
