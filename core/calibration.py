@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -828,11 +829,12 @@ class _ProgressBars:
 
     def new(self, desc: str, total: int) -> Callable[[int], None]:
         """A new bar; returns its ``update(n)``."""
-        if not self.enabled:
+        shown = self.enabled and sys.stderr is not None and sys.stderr.isatty()  # tqdm's disable=None rule
+        if not shown:  # decided without importing tqdm (a twentieth of a second)
             return lambda n: None
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None)
+        bar = tqdm(total=total, desc=desc, unit="img", leave=False)
         self.bars.append(bar)
         return bar.update
 

@@ -58,7 +58,7 @@ class RangeHistogram:
         step = np.float32(absmax / np.float32(bins))
         one_division = bins & (bins - 1) == 0 and step >= np.finfo(np.float32).tiny and step * bins == absmax
         size = min(flat.size, _CHUNK)
-        values, index = np.empty(size, np.float32), np.empty(size, np.intp)
+        values, index = np.empty(size, np.float32), np.empty(size, np.int32)  # int32: 4x faster to convert to
         counts = np.zeros(bins, np.int64)
         zeros = 0
         for start in range(0, flat.size, size):
@@ -70,11 +70,12 @@ class RangeHistogram:
             else:
                 np.divide(a, absmax, out=a)
                 np.multiply(a, np.float32(bins), out=a)
+            np.minimum(a, np.float32(bins), out=a)  # values above absmax (if a caller shows more): last bin
             idx = index[:n]
             idx[...] = a  # truncation: the floor of a nonnegative value
             found = np.bincount(idx, minlength=bins + 1)
             counts[:bins] += found[:bins]
-            counts[bins - 1] += found[bins:].sum()  # |x| = absmax (or above, if a caller shows more)
+            counts[bins - 1] += found[bins]  # |x| = absmax (or above)
         counts[0] -= zeros  # ncnn2table skips exact zeros
         return counts
 
