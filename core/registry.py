@@ -23,30 +23,32 @@ from ncnnc.core.plugin_guard import Guarded, guard_item, plugin_failure
 KINDS = ("frontends", "passes", "calibrators", "refiners", "backends", "targets", "layer_types",
          "layer_implementations")
 
-BUILTIN_PLUGINS = (
-    "ncnnc.frontends.ncnn",
-    "ncnnc.frontends.caffe",
-    "ncnnc.frontends.onnx",
-    "ncnnc.backends.ncnn_writer",
-    "ncnnc.backends.numpy",
-    "ncnnc.backends.llvm",
-    "ncnnc.plugins.passes.fold_batchnorm",
-    "ncnnc.plugins.passes.fold_binaryop",
-    "ncnnc.plugins.passes.replace",
-    "ncnnc.plugins.passes.fuse_activation",
-    "ncnnc.plugins.passes.eliminate",
-    "ncnnc.plugins.passes.canonical",
-    "ncnnc.plugins.calibrators.kl",
-    "ncnnc.plugins.calibrators.aciq",
-    "ncnnc.plugins.calibrators.minmax",
-    "ncnnc.plugins.calibrators.percentile",
-    "ncnnc.plugins.calibrators.mse",
-    "ncnnc.plugins.calibrators.eq",
-    "ncnnc.plugins.passes.equalize",
-    "ncnnc.plugins.refiners.adaround",
-    "ncnnc.plugins.refiners.bias_correction",
-)
-"""Modules of the built-in plugins; each has ``@hookimpl`` functions like any outside plugin."""
+BUILTIN_PLUGINS = {
+    "ncnnc.frontends.ncnn": ("frontends",),
+    "ncnnc.frontends.caffe": ("frontends",),
+    "ncnnc.frontends.onnx": ("frontends",),
+    "ncnnc.backends.ncnn_writer": ("backends",),
+    "ncnnc.backends.numpy": ("backends",),
+    "ncnnc.backends.llvm": ("backends", "targets"),
+    "ncnnc.plugins.passes.fold_batchnorm": ("passes",),
+    "ncnnc.plugins.passes.fold_binaryop": ("passes",),
+    "ncnnc.plugins.passes.replace": ("passes",),
+    "ncnnc.plugins.passes.fuse_activation": ("passes",),
+    "ncnnc.plugins.passes.eliminate": ("passes",),
+    "ncnnc.plugins.passes.canonical": ("passes",),
+    "ncnnc.plugins.calibrators.kl": ("calibrators",),
+    "ncnnc.plugins.calibrators.aciq": ("calibrators",),
+    "ncnnc.plugins.calibrators.minmax": ("calibrators",),
+    "ncnnc.plugins.calibrators.percentile": ("calibrators",),
+    "ncnnc.plugins.calibrators.mse": ("calibrators",),
+    "ncnnc.plugins.calibrators.eq": ("calibrators",),
+    "ncnnc.plugins.passes.equalize": ("passes",),
+    "ncnnc.plugins.refiners.adaround": ("refiners",),
+    "ncnnc.plugins.refiners.bias_correction": ("refiners",),
+}
+"""Modules of the built-in plugins, with the kinds each provides; each has ``@hookimpl`` functions like
+any outside plugin.  A module is imported the first time one of its kinds is asked for, so a command
+imports only the plugins it uses (a test checks the kinds against the modules' hooks)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,6 @@ class Registry:
     def __init__(self, load_entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        for modname in BUILTIN_PLUGINS:
-            self.pm.register(importlib.import_module(modname), name=modname)
         if load_entry_points:
             try:
                 self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
@@ -107,9 +107,10 @@ class Registry:
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}")
         if kind not in self._cache:
+            self._load_builtins(kind)
             hook = getattr(self.pm.hook, f"ncnnc_{kind}")
             items: list[Registered] = []
-            for impl in hook.get_hookimpls():  # registration order (pluggy calls them LIFO)
+            for impl in self._builtins_first(hook.get_hookimpls()):
                 source = self._source_of(impl.plugin)
                 if self.pm.get_name(impl.plugin) in BUILTIN_PLUGINS:
                     items += [Registered(kind, item, source) for item in impl.function() or []]
@@ -126,6 +127,18 @@ class Registry:
                     register_implementation(reg.item)
             self._cache[kind] = items
         return self._cache[kind]
+
+    def _load_builtins(self, kind: str) -> None:
+        """Import and register the built-in plugin modules that provide ``kind`` (once each)."""
+        for modname, kinds in BUILTIN_PLUGINS.items():
+            if kind in kinds and self.pm.get_plugin(modname) is None:
+                self.pm.register(importlib.import_module(modname), name=modname)
+
+    def _builtins_first(self, impls: list[Any]) -> list[Any]:
+        """Hook implementations with the built-ins first, in :data:`BUILTIN_PLUGINS` order, then the
+        others in registration order (pluggy lists them in registration order, calls them LIFO)."""
+        order = {name: i for i, name in enumerate(BUILTIN_PLUGINS)}
+        return sorted(impls, key=lambda impl: order.get(self.pm.get_name(impl.plugin), len(order)))
 
     def names(self, kind: str) -> list[str]:
         """The names of every item of a kind."""

@@ -74,3 +74,28 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
 def test_unknown_name_lists_choices():
     with pytest.raises(NcnncError, match=r"no frontend named 'nope' \(available: ncnn"):
         registry().get("frontends", "nope")
+
+
+def test_builtin_plugin_kinds_match_their_hooks():
+    """Built-ins are imported per kind on first use: each module's declared kinds are exactly its hooks."""
+    import importlib
+
+    from ncnnc.core.registry import BUILTIN_PLUGINS, KINDS
+
+    for modname, kinds in BUILTIN_PLUGINS.items():
+        module = importlib.import_module(modname)
+        hooks = {k for k in KINDS if hasattr(getattr(module, f"ncnnc_{k}", None), "ncnnc_impl")}
+        assert hooks == set(kinds), modname
+
+
+def test_command_imports_only_the_plugins_it_uses():
+    """``ncnnc table``'s start-up imports neither protobuf, onnx, llvmlite nor the other commands."""
+    import subprocess
+
+    code = ("import sys\nfrom ncnnc.core.cli import build_parser, command_word\n"
+            "from ncnnc.core.registry import registry\n"
+            "build_parser(command_word(['table'])); registry().all('frontends'); registry().all('calibrators')\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('google', 'onnx', 'llvmlite', 'tqdm')"
+            " or m.startswith(('ncnnc.core.commands.', 'ncnnc.plugins.passes', 'ncnnc.backends.llvm')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["ncnnc.core.commands.table"]
