@@ -14,7 +14,9 @@ Then the two commands side by side, start-up included: ``ncnnc table`` against n
 ``ncnn2table`` on the -opt32 model (what ncnn2table's reference tables were made from), the same
 images and the same ``thread=``, each a fresh process, interleaved, best of ``--rounds``.
 ``ncnn2table`` is taken from ``--ncnn2table``, ``$NCNN2TABLE`` or the ``PATH``; without it the
-figure quoted in issue 14 is printed with its provenance.
+figure quoted in issue 14 is printed with its provenance.  ncnnc's modules are byte-compiled first,
+as ``pip install`` does (an editable install run with ``PYTHONDONTWRITEBYTECODE`` set, as on this
+project's machines, would otherwise compile every module on every start).
 """
 
 from __future__ import annotations
@@ -87,6 +89,20 @@ def command_seconds(argv: list[str]) -> tuple[float, float]:
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def compile_bytecode() -> None:
+    """Byte-compile ncnnc's modules where they are imported from, as ``pip install`` does."""
+    import compileall
+
+    import ncnnc
+
+    folders = {Path(ncnnc.__file__).resolve().parent, *(Path(p).resolve() for p in getattr(ncnnc, "__path__", []))}
+    for sub in ("core", "backends", "frontends", "plugins"):
+        module = __import__(f"ncnnc.{sub}", fromlist=["_"])
+        folders.add(Path(module.__file__).resolve().parent)
+    for folder in sorted(folders):
+        compileall.compile_dir(str(folder), quiet=1)
+
+
 def commands_side_by_side(paths: list[Path], threads: int, method: str, ncnn2table: str | None,
                           rounds: int) -> None:
     """``ncnnc table`` and ``ncnn2table`` on the same images, interleaved; best of ``rounds`` each."""
@@ -135,6 +151,7 @@ def main() -> None:
     print(f"ncnnc plugin discovery, once per process (not counted): {discovery:.2f} s")
     print(f"ncnnc calibrate method={args.method} on the same images ({args.threads} process(es)): {calib:.2f} s")
     print(f"ratio calibration / forward: {calib / forward:.2f}x (aim <= 1.5x)")
+    compile_bytecode()
     commands_side_by_side(paths, args.threads, args.method, args.ncnn2table, args.rounds)
 
 
