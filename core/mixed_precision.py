@@ -10,6 +10,13 @@
 The criterion is the cosine similarity of the graph outputs (each output of one image flattened, the
 worst output counting; a detection layer's inputs instead of its rows) on the worst calibration image,
 so no single image and no single output may drift further than the target.
+
+Layers that read a 1-D vector (a global pooling's output: squeeze-excitation blocks, classifier heads)
+stay fp32 without being measured (:func:`vector_input_layers`): their calibration sees one value per
+channel per image, so the scale is the largest of a few dozen samples and unseen images exceed it,
+saturating a whole channel (PP-OCRv5 det: a 64-image threshold of 12.8, later images up to 16.5; the
+worst of 500 images at output cosine 0.95 with these layers int8, 0.999 with them fp32), an error the
+calibration images themselves cannot show; and int8 saves little there.
 """
 
 from __future__ import annotations
@@ -90,11 +97,30 @@ def compared_blobs(graph: Graph) -> list[str]:
     return out
 
 
+VECTOR_REASON = ("reads a 1-D vector (after a global pooling): calibration sees one value per channel per image, "
+                 "so its scale does not generalise to unseen images; kept fp32 by auto mixed precision")
+
+
+def vector_input_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray]) -> list[str]:
+    """The layers with table scales whose input is a 1-D blob for the batched ``inputs``' shapes (none if
+    the shapes cannot be inferred)."""
+    from ncnnc.core.errors import NcnncError
+    from ncnnc.core.shapes import infer_shapes
+
+    try:
+        shapes = infer_shapes(graph.copy(), {k: tuple(np.shape(v)[1:]) for k, v in inputs.items()})
+    except NcnncError:
+        return []
+    return [layer.name for layer in graph.layers if layer.name in table.input_scales and layer.inputs
+            and len(shapes.get(layer.inputs[0], (0, 0))) == 1]
+
+
 def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], count: int, *,
                    fp32_layers: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """The ``count`` images of the batch ``inputs`` whose outputs the all-int8 model (but ``fp32_layers``)
     drifts furthest from fp32 on: the worst-image criterion then generalises to images like them (a
-    text detector's nearly empty probability maps, a detector's crowded scenes)."""
+    text detector's nearly empty probability maps, a detector's crowded scenes).  The vector-input layers
+    count as fp32, as :func:`choose_fp32_layers` keeps them."""
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.plugins.quantizer import quantize
 
@@ -102,7 +128,8 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
     if len(first) <= count:
         return dict(inputs)
     outputs = compared_blobs(graph)
-    int8 = quantize(graph, table, fp32_layers=set(fp32_layers) | set(table.commented)).graph
+    fixed = set(fp32_layers) | set(table.commented) | set(vector_input_layers(graph, table, inputs))
+    int8 = quantize(graph, table, fp32_layers=fixed).graph
     fp32_run, int8_run = Interpreter(graph), Interpreter(int8)
     cos = []
     for start in range(0, len(first), count):  # a batch at a time: the candidates may be many large images
@@ -121,24 +148,30 @@ def _frontier(graph: Graph, index: int) -> list[str]:
 
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
                        target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
-                       progress: Progress | None = None) -> MixedPrecisionReport:
+                       keep_vectors: bool = True, progress: Progress | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
-    are fp32 already (user's choice) and are not candidates.
+    are fp32 already (user's choice) and are not candidates; with ``keep_vectors`` neither are the
+    layers reading a 1-D vector, which are kept fp32 (:data:`VECTOR_REASON`).
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.plugins.quantizer import quantize
 
     fixed = set(fp32_layers) | set(table.commented)
+    report = MixedPrecisionReport(target_cos)
+    if keep_vectors:
+        for name in vector_input_layers(graph, table, inputs):
+            if name not in fixed:
+                report.fp32_layers[name] = VECTOR_REASON
+                fixed.add(name)
     candidates = [layer.name for layer in graph.layers
                   if layer.name in table.input_scales and layer.name in table.weight_scales and layer.name not in fixed]
     outputs = compared_blobs(graph)
     reference = Interpreter(graph).run(dict(inputs), outputs)
-    report = MixedPrecisionReport(target_cos)
 
-    def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray]) -> float:
-        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | fixed).graph
+    def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray], pinned: set[str] = fixed) -> float:
+        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | pinned).graph
         return float(output_cosine(reference, Interpreter(mixed).run(dict(feed), outputs)).min())
 
     fp32 = Interpreter(graph)
@@ -151,8 +184,9 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
         if progress:
             progress(f"sensitivity {n}/{len(candidates)}: {name} {report.sensitivity[name]:.5f}")
     order = sorted(candidates, key=lambda c: report.sensitivity[c])
-    report.int8_cosine = worst([], inputs)
-    lo, hi, best = 0, len(order), report.int8_cosine
+    best = worst([], inputs)
+    report.int8_cosine = worst([], inputs, set(fp32_layers) | set(table.commented)) if report.fp32_layers else best
+    lo, hi = 0, len(order)
     if best < target_cos:
         results = {0: best}
         while lo < hi:
