@@ -7,7 +7,10 @@ strides (8, 16, 32) of 80 sigmoid class scores and 4 x 8 distance bins (softmax,
 NMS at IoU 0.5.  The fp32 boxes scoring over 0.4 are the ground truth of each image; the int8 boxes
 scoring over 0.05 are ranked by score into a VOC all-point AP per class, averaged over the classes.
 
-    python bench/quality_detector.py /path/to/ncnn-assets/models [--calib 20] [--eval 500]
+With ``--ncnn-tools DIR`` (an ncnn build's ``tools`` folder) also ncnn's own toolchain on the same
+calibration images: ncnnoptimize, ncnn2table ``method=kl``, ncnn2int8 (``bench/ncnn_tools.py``).
+
+    python bench/quality_detector.py /path/to/ncnn-assets/models [--calib 20] [--eval 500] [--ncnn-tools DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ncnn_tools import ncnn_int8
 
 import ncnnc
 from ncnnc.backends.ncnn_runtime import RuntimeNet
@@ -110,6 +114,7 @@ def main() -> None:
     ap.add_argument("models", type=Path, help="folder with nanodet_m.param/.bin")
     ap.add_argument("--calib", type=int, default=20)
     ap.add_argument("--eval", type=int, default=500)
+    ap.add_argument("--ncnn-tools", type=Path, help="an ncnn build's tools folder: also ncnn2table kl + ncnn2int8")
     args = ap.parse_args()
     param, binf = args.models / f"{MODEL}.param", args.models / f"{MODEL}.bin"
     images = sorted(IMAGES.iterdir())
@@ -122,8 +127,16 @@ def main() -> None:
             result = ncnnc.compile([param, binf], calib=calib, mean=MEAN, norm=NORM, shape=[SIZE, SIZE, 3],
                                    pixel="BGR", method="kl", auto_mixed_precision=amp, out_dir=tmp)
             found = detections(Path(tmp) / "model.param", Path(tmp) / "model.bin", evaluation, PRED_SCORE)
-        kept = len(result.quantize_report.kept_fp32) if result.quantize_report else 0
-        print(f"{label:34s} box mAP@0.5 vs fp32 {box_map(truth, found):.4f} | layers kept fp32 {kept}")
+        report = result.quantize_report
+        kept, int8 = (len(report.kept_fp32), len(report.quantized)) if report else (0, 0)
+        print(f"{label:34s} box mAP@0.5 vs fp32 {box_map(truth, found):.4f} | layers kept fp32 {kept}, int8 {int8}")
+    if args.ncnn_tools is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            q_param, q_bin = ncnn_int8(args.ncnn_tools, param, binf, calib, Path(tmp), mean=MEAN, norm=NORM,
+                                       shape=[SIZE, SIZE, 3], pixel="BGR", method="kl")
+            found = detections(q_param, q_bin, evaluation, PRED_SCORE)
+            int8 = sum(1 for line in (Path(tmp) / "ncnn.table").read_text().splitlines() if "_param_0 " in line)
+        print(f"{'ncnn2table kl + ncnn2int8':34s} box mAP@0.5 vs fp32 {box_map(truth, found):.4f} | layers int8 {int8}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ folder holding them.  Preprocessing as ncnn's PP-OCRv5 example: RGB, ImageNet me
 ``--eval`` images; per image, the cosine of the output map to fp32 and the IoU of the text masks
 (probability > 0.3, PaddleOCR's binarisation threshold).
 
+With ``--ncnn-tools DIR`` (an ncnn build's ``tools`` folder) also ncnn's own toolchain on the same
+calibration images: ncnnoptimize, ncnn2table ``method=kl``, ncnn2int8 (``bench/ncnn_tools.py``).
+
     python bench/quality_ppocr_det.py /path/to/ncnn-assets/models [--calib 20] [--eval 500] [--amp-images 16]
+        [--ncnn-tools /path/to/ncnn/build/tools]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ncnn_tools import ncnn_int8
 
 import ncnnc
 from ncnnc.backends.ncnn_runtime import RuntimeNet
@@ -62,6 +67,7 @@ def main() -> None:
     ap.add_argument("--amp-images", type=int, default=16, help="images auto mixed precision measures on")
     ap.add_argument("--target-cos", type=float, default=0.995, help="auto mixed precision's target")
     ap.add_argument("--variants", default="kl,amp", help="which to run: kl, amp (comma-separated)")
+    ap.add_argument("--ncnn-tools", type=Path, help="an ncnn build's tools folder: also ncnn2table kl + ncnn2int8")
     args = ap.parse_args()
     param, binf = args.models / f"{MODEL}.param", args.models / f"{MODEL}.bin"
     images = sorted(IMAGES.iterdir())
@@ -76,13 +82,28 @@ def main() -> None:
                                    pixel="RGB", method="kl", auto_mixed_precision=amp, amp_images=args.amp_images,
                                    target_cos=args.target_cos, out_dir=tmp)
             got = maps(Path(tmp) / "model.param", Path(tmp) / "model.bin", evaluation, args.size)
-        cos, iou = agreement(ref, got)
-        kept = len(result.quantize_report.kept_fp32) if result.quantize_report else 0
-        print(f"{label:34s} cosine worst {cos.min():.4f} median {np.median(cos):.4f} | mask IoU worst "
-              f"{iou.min():.4f} mean {iou.mean():.4f} | layers kept fp32 {kept}")
-        worst = np.argsort(cos)[:3]
-        print("  worst images: " + ", ".join(f"{evaluation[i].name} (cosine {cos[i]:.4f}, fp32 map max "
-                                             f"{float(ref[i].max()):.2g})" for i in worst))
+        report = result.quantize_report
+        kept, int8 = (len(report.kept_fp32), len(report.quantized)) if report else (0, 0)
+        show(label, ref, got, evaluation, kept, int8)
+    if args.ncnn_tools is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            q_param, q_bin = ncnn_int8(args.ncnn_tools, param, binf, calib, Path(tmp), mean=MEAN, norm=NORM,
+                                       shape=[args.size, args.size, 3], pixel="RGB", method="kl")
+            got = maps(q_param, q_bin, evaluation, args.size)
+            int8 = sum(1 for line in (Path(tmp) / "ncnn.table").read_text().splitlines() if "_param_0 " in line)
+        show("ncnn2table kl + ncnn2int8", ref, got, evaluation, None, int8)
+
+
+def show(label: str, ref: list[np.ndarray], got: list[np.ndarray], evaluation: list[Path], kept: int | None,
+         int8: int) -> None:
+    """One variant's line: cosine and mask IoU to fp32, layer counts, the three worst images."""
+    cos, iou = agreement(ref, got)
+    counts = f"layers kept fp32 {kept}, int8 {int8}" if kept is not None else f"layers int8 {int8}"
+    print(f"{label:34s} cosine worst {cos.min():.4f} median {np.median(cos):.4f} | mask IoU worst "
+          f"{iou.min():.4f} mean {iou.mean():.4f} | {counts}")
+    worst = np.argsort(cos)[:3]
+    print("  worst images: " + ", ".join(f"{evaluation[i].name} (cosine {cos[i]:.4f}, fp32 map max "
+                                         f"{float(ref[i].max()):.2g})" for i in worst))
 
 
 if __name__ == "__main__":
