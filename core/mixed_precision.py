@@ -11,12 +11,12 @@ The criterion is the cosine similarity of the graph outputs (each output of one 
 worst output counting; a detection layer's inputs instead of its rows) on the worst calibration image,
 so no single image and no single output may drift further than the target.
 
-Layers that read a 1-D vector (a global pooling's output: squeeze-excitation blocks, classifier heads)
-stay fp32 without being measured (:func:`vector_input_layers`): their calibration sees one value per
-channel per image, so the scale is the largest of a few dozen samples and unseen images exceed it,
-saturating a whole channel (PP-OCRv5 det: a 64-image threshold of 12.8, later images up to 16.5; the
-worst of 500 images at output cosine 0.95 with these layers int8, 0.999 with them fp32), an error the
-calibration images themselves cannot show; and int8 saves little there.
+Small layers that read a 1-D vector (a global pooling's output: squeeze-excitation blocks) stay fp32
+without being measured (:func:`vector_input_layers`): their calibration sees one value per channel per
+image, so the scale is the largest of a few dozen samples and unseen images exceed it, saturating a whole
+channel (PP-OCRv5 det: a 64-image threshold of 12.8, later images up to 16.5; the worst of 500 images at
+output cosine 0.95 with these layers int8, 0.993 with them fp32), an error the calibration images
+themselves cannot show; and int8 saves little there (at most :data:`VECTOR_MAX_SHARE` of the weights).
 """
 
 from __future__ import annotations
@@ -100,10 +100,17 @@ def compared_blobs(graph: Graph) -> list[str]:
 VECTOR_REASON = ("reads a 1-D vector (after a global pooling): calibration sees one value per channel per image, "
                  "so its scale does not generalise to unseen images; kept fp32 by auto mixed precision")
 
+VECTOR_MAX_SHARE = 0.05
+"""A vector-input layer is kept fp32 unmeasured only if its weights are at most this share of the weights
+of all the layers with table scales: squeeze-excitation blocks are under it (PP-OCRv5 det's largest 3.2 %,
+MobileNetV3-Large's about 4 %); classifier heads are over it (8 % of ResNet-50, over 20 % of MobileNets and
+EfficientNet-Lite0) and are measured like any other layer, their int8 saving being large."""
 
-def vector_input_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray]) -> list[str]:
-    """The layers with table scales whose input is a 1-D blob for the batched ``inputs``' shapes (none if
-    the shapes cannot be inferred)."""
+
+def vector_input_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
+                        max_share: float = VECTOR_MAX_SHARE) -> list[str]:
+    """The layers with table scales whose input is a 1-D blob for the batched ``inputs``' shapes and whose
+    weights are at most ``max_share`` of all such layers' weights (none if the shapes cannot be inferred)."""
     from ncnnc.core.errors import NcnncError
     from ncnnc.core.shapes import infer_shapes
 
@@ -111,8 +118,11 @@ def vector_input_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[s
         shapes = infer_shapes(graph.copy(), {k: tuple(np.shape(v)[1:]) for k, v in inputs.items()})
     except NcnncError:
         return []
-    return [layer.name for layer in graph.layers if layer.name in table.input_scales and layer.inputs
-            and len(shapes.get(layer.inputs[0], (0, 0))) == 1]
+    scaled = [layer for layer in graph.layers if layer.name in table.input_scales and layer.inputs]
+    size = {layer.name: sum(int(w.data.size) for w in layer.weights.values()) for layer in scaled}
+    total = sum(size.values())
+    return [layer.name for layer in scaled
+            if len(shapes.get(layer.inputs[0], (0, 0))) == 1 and size[layer.name] <= max_share * total]
 
 
 def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], count: int, *,
