@@ -4,6 +4,11 @@ runtime, or native code from the LLVM backend), print the top classes, optionall
 ``--backend llvm`` compiles the model for ``--target`` (default ``host``): a target this machine runs is
 JIT-compiled into this process; another one (``armv8``) is linked with the C driver and run in its own
 process (aarch64 under ``qemu-aarch64``), all inputs in one run.
+
+A multi-input model takes one INPUT file per input blob for each run, in the order of the ``--input``
+options (default: the model's inputs), e.g. ``img1.jpg info1.npy img2.jpg info2.npy --input data --input
+im_info``; ``shape=[w,h,c],[w]`` (ncnn2table's per-input form, as ``inspect`` takes it) gives each input
+its own shape: an image's size, or the shape a ``.npy`` must have.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"[mean=[..]] [norm=[..]] [shape=[w,h(,c)]] [pixel={'|'.join(PIXEL_TYPES)}]; "
                              "INPUT is an image or a float32 c,h,w .npy")
     add_flags(parser)
-    parser.add_argument("--input", help="input blob (default: the model's only input)")
+    parser.add_argument("--input", action="append",
+                        help="input blob; repeat it for a multi-input model, whose INPUT files then go one per "
+                             "--input in this order for each run (default: the model's inputs)")
     parser.add_argument("--output", action="append", help="output blob (repeatable; default: the model's outputs)")
     parser.add_argument("--top", type=int, default=5, metavar="K", help="classes to print per output (default 5)")
     parser.add_argument("--labels", help="class names, one per line (synset_words.txt)")
@@ -63,6 +70,11 @@ def parse_options(tokens: Sequence[str], flags: argparse.Namespace | None = None
                 raise NcnncError(f"pixel={value}: expected one of {', '.join(PIXEL_TYPES)}")
             options[key] = value.upper()
             continue
+        if key == "shape" and "],[" in value.replace(" ", ""):  # one shape per input
+            from ncnnc.core.commands.inspect import parse_shape, split_shapes
+
+            options["shapes"] = [list(reversed(parse_shape(t))) for t in split_shapes(value.replace(" ", ""))]
+            continue
         try:
             items = [v for v in value.strip("[]").split(",") if v.strip()]
             options[key] = [int(v) for v in items] if key == "shape" else [float(v) for v in items]
@@ -71,6 +83,18 @@ def parse_options(tokens: Sequence[str], flags: argparse.Namespace | None = None
         if key == "shape" and len(options[key]) not in (2, 3):
             raise NcnncError(f"shape={value}: expected [w,h] or [w,h,c]")
     return paths, options
+
+
+def input_options(options: dict, blobs: Sequence[str]) -> dict[str, dict]:
+    """The options for each input blob: the shared ones, with that input's own ``shape`` when
+    ``shape=[..],[..]`` gave one per input."""
+    shapes = options.get("shapes")
+    if shapes is None:
+        return {b: options for b in blobs}
+    if len(shapes) != len(blobs):
+        raise NcnncError(f"{len(shapes)} shapes for {len(blobs)} input(s) ({', '.join(blobs)}): give one per input")
+    shared = {k: v for k, v in options.items() if k != "shapes"}
+    return {b: {**shared, "shape": shape} for b, shape in zip(blobs, shapes)}
 
 
 def _input_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
@@ -84,6 +108,8 @@ def _input_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
 def read_input(path: str, options: dict, declared: tuple[int, ...] | None) -> np.ndarray:
     """One input tensor (c, h, w): a ``.npy`` as is, or a preprocessed image."""
     if path.endswith(".npy"):
+        if declared is None and "shape" in options:  # the input's own shape=[w,h,c] where the model has none
+            declared = tuple(reversed(options["shape"]))
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -102,30 +128,30 @@ def read_input(path: str, options: dict, declared: tuple[int, ...] | None) -> np
     return substract_mean_normalize(x, options.get("mean"), options.get("norm"))
 
 
-def _run_numpy(graph: Graph, blob: str, tensors: list[np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+def _run_numpy(graph: Graph, feeds: list[dict[str, np.ndarray]], outputs: list[str]) -> dict[str, np.ndarray]:
     from ncnnc.backends.numpy import Interpreter
 
     interp = Interpreter(graph)
     parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-    for start in range(0, len(tensors), BATCH):
+    for start in range(0, len(feeds), BATCH):
         try:
-            batch = np.stack(tensors[start:start + BATCH])
+            batch = {b: np.stack([f[b] for f in feeds[start:start + BATCH]]) for b in feeds[0]}
         except ValueError:
             raise NcnncError("inputs have different shapes; give shape=[w,h] to resize images alike") from None
-        for name, value in interp.run({blob: batch}, outputs).items():
+        for name, value in interp.run(batch, outputs).items():
             parts[name].append(value)
     return {o: np.concatenate(v) for o, v in parts.items()}
 
 
-def _run_ncnn(param: str, binf: str, blob: str, tensors: list[np.ndarray], outputs: list[str]) -> dict:
+def _run_ncnn(param: str, binf: str, feeds: list[dict[str, np.ndarray]], outputs: list[str]) -> dict:
     from ncnnc.backends.ncnn_runtime import RuntimeNet
 
     net = RuntimeNet(param, binf, num_threads=1)
-    results = [net.run({blob: t}, outputs) for t in tensors]
+    results = [net.run(feed, outputs) for feed in feeds]
     return {o: np.stack([r[o] for r in results]) for o in outputs}
 
 
-def _run_llvm(graph: Graph, blob: str, tensors: list[np.ndarray], outputs: list[str],
+def _run_llvm(graph: Graph, feeds: list[dict[str, np.ndarray]], outputs: list[str],
               target: str | None) -> dict[str, np.ndarray]:
     """Native code: the host JIT for a target this machine runs, else the linked driver (qemu for aarch64)."""
     from ncnnc.backends.llvm import build, jit
@@ -139,16 +165,18 @@ def _run_llvm(graph: Graph, blob: str, tensors: list[np.ndarray], outputs: list[
     if not use_cache:
         graph = graph.copy()
         graph.explicit_outputs = list(outputs)
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) > 1:
-        raise NcnncError("inputs have different shapes; give shape=[w,h] to resize images alike")
-    input_shapes = {blob: shapes.pop()} if shapes else None
+    input_shapes = {}
+    for blob in feeds[0] if feeds else ():
+        shapes = {tuple(f[blob].shape) for f in feeds}
+        if len(shapes) > 1:
+            raise NcnncError("inputs have different shapes; give shape=[w,h] to resize images alike")
+        input_shapes[blob] = shapes.pop()
     if is_native(resolved):
-        model = jit(graph, resolved, input_shapes=input_shapes, use_cache=use_cache)
-        results = [model({blob: t}) for t in tensors]
+        model = jit(graph, resolved, input_shapes=input_shapes or None, use_cache=use_cache)
+        results = [model(feed) for feed in feeds]
     else:
-        built = build(graph, resolved, input_shapes=input_shapes, use_cache=use_cache)
-        results = run_native(built, [{blob: t} for t in tensors], target=resolved)
+        built = build(graph, resolved, input_shapes=input_shapes or None, use_cache=use_cache)
+        results = run_native(built, feeds, target=resolved)
     return {o: np.stack([r[o] for r in results]) for o in outputs}
 
 
@@ -203,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         graph = load_model(model)
     except NcnncError:  # an input without a fixed size (ONNX): the images' shape gives it
-        if "shape" not in options:
+        if "shape" not in options:  # (one shape for all: per-input shapes do not reach the ONNX reader)
             raise
         w, h, *c = options["shape"]
         graph = load_model(model, shape=[w, h, *(c or [PIXEL_CHANNELS.get(options.get("pixel", "BGR"), 3)])])
@@ -212,37 +240,43 @@ def run(args: argparse.Namespace) -> int:
         raise NcnncError(f"layer {missing[0][0].name} has no weights: give the model's weights too", model[0])
     check_mean_norm(options.get("mean"), options.get("norm"), options.get("pixel", "BGR"), shape=options.get("shape"))
     param = model[0]
-    blob = args.input or (graph.inputs[0] if len(graph.inputs) == 1 else None)
-    if blob is None:
-        raise NcnncError(f"the model has inputs {', '.join(graph.inputs)}: choose one with --input", param)
+    blobs = args.input or list(graph.inputs)
     outputs = args.output or graph.outputs
     known = set(graph.blobs)
-    for name in [blob, *outputs]:
+    for name in [*blobs, *outputs]:
         if name not in known:
             raise NcnncError(f"no blob named {name!r} in the model", param)
+    if len(inputs) % len(blobs):
+        raise NcnncError(f"{len(inputs)} INPUT file(s) for {len(blobs)} inputs ({', '.join(blobs)}): give one file "
+                         "per input for each run, in that order")
+    per_input = input_options(options, blobs)
     labels = _labels(args.labels)
-    declared = _input_shape(graph, blob)
-    tensors = [read_input(p, options, declared) for p in inputs]
-    setting = f"shape=[{','.join(map(str, options['shape']))}]" if "shape" in options else "the input"
-    check_shape_fits(graph, {blob: tuple(tensors[0].shape)}, setting)
-    if any(not p.endswith(".npy") for p in inputs):
-        _say_defaults(options, declared)
+    declared = {b: _input_shape(graph, b) for b in blobs}
+    groups = [inputs[i:i + len(blobs)] for i in range(0, len(inputs), len(blobs))]
+    feeds = [{b: read_input(p, per_input[b], declared[b]) for b, p in zip(blobs, group)} for group in groups]
+    setting = ("shape=" + ",".join(f"[{','.join(map(str, per_input[b]['shape']))}]" for b in blobs)
+               if "shapes" in options else f"shape=[{','.join(map(str, options['shape']))}]" if "shape" in options
+               else "the input")
+    check_shape_fits(graph, {b: tuple(t.shape) for b, t in feeds[0].items()}, setting)
+    images = [b for b, p in zip(blobs, groups[0]) if not p.endswith(".npy")]
+    if images:
+        _say_defaults(per_input[images[0]], declared[images[0]])
     if args.target and args.backend != "llvm":
         raise NcnncError("--target needs --backend llvm")
     if args.backend == "numpy":
-        results = _run_numpy(graph, blob, tensors, outputs)
+        results = _run_numpy(graph, feeds, outputs)
     elif args.backend == "llvm":
-        results = _run_llvm(graph, blob, tensors, outputs, args.target)
+        results = _run_llvm(graph, feeds, outputs, args.target)
     elif len(model) == 2 and model[0].endswith(".param"):
-        results = _run_ncnn(model[0], model[1], blob, tensors, outputs)
+        results = _run_ncnn(model[0], model[1], feeds, outputs)
     else:  # another frontend's model: the runtime reads it as the ncnn model ncnnc converts it to
         from ncnnc.backends.ncnn_runtime import run_graph
 
-        per = [run_graph(graph, {blob: t}, outputs) for t in tensors]
+        per = [run_graph(graph, feed, outputs) for feed in feeds]
         results = {o: np.stack([r[o] for r in per]) for o in outputs}
-    for i, path in enumerate(inputs):
+    for i, group in enumerate(groups):
         for name in outputs:
-            _print_top(path, name, results[name][i], args.top, labels)
+            _print_top(" + ".join(group), name, results[name][i], args.top, labels)
     if args.save:
         with atomic_outputs(args.save) as (tmp,), open(tmp, "wb") as f:
             np.savez(f, **results)
