@@ -747,8 +747,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     factory = find_calibrator(method)
     resolved = factory.resolve(method_params)
     graph = load_graph(model, bin_path)
-    specs = input_specs(graph, per_input_lists(graph, lists), mean=_per_input(mean), norm=_per_input(norm),
-                        shape=_per_input(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
+    specs = input_specs(graph, per_input_lists(graph, lists), mean=per_input_values(mean), norm=per_input_values(norm),
+                        shape=per_input_values(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
                         npy=npy)
     if not 1 <= threads <= MAX_THREADS:
         raise NcnncError(f"thread={threads}: expected 1 to {MAX_THREADS}")
@@ -812,7 +812,7 @@ def per_input_lists(graph: Graph, lists: str | Path | Sequence[Any]) -> list[Any
     return lists
 
 
-def _per_input(values: Sequence[Any]) -> list[Any]:
+def per_input_values(values: Sequence[Any]) -> list[Any]:
     """A flat list of numbers is one input's value; a list of lists is per input."""
     values = list(values)
     if values and not isinstance(values[0], (list, tuple, np.ndarray)):

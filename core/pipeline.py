@@ -97,20 +97,64 @@ def _load(model: Graph | str | Path | Sequence[str | Path]) -> tuple[Graph, str]
     return graph, paths[0]
 
 
-def _calibration_inputs(graph: Graph, calib, mean, norm, shape, pixel, count: int) -> dict[str, np.ndarray]:
-    """Up to ``count`` calibration images spread evenly over the set, preprocessed, batched."""
-    from ncnnc.core.calibration import input_specs, load_batch
+@dataclass
+class CalibrationImages:
+    """A compile's calibration files and their preprocessing, one entry per model input (ncnn2table's
+    ``LIST,LIST mean=[..],[..] shape=[w,h,c],[w]``); empty preprocessing lists take the defaults."""
 
-    specs = input_specs(graph, [calib], mean=[mean] if mean else [], norm=[norm] if norm else [],
-                        shape=[shape] if shape else [], pixel=[pixel] if pixel else [])
-    total = len(specs[0].paths)
-    picks = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
-    return load_batch(specs, picks)  # type: ignore[arg-type]
+    lists: list[Any]
+    mean: list[list[float]]
+    norm: list[list[float]]
+    shape: list[list[int]]
+    pixel: list[str]
+
+    @classmethod
+    def of(cls, graph: Graph, calib: Any, mean: Sequence[Any], norm: Sequence[Any], shape: Sequence[Any],
+           pixel: str | Sequence[str]) -> CalibrationImages:
+        """From the user's words: a single list and flat values for a one-input model, else one per input."""
+        from ncnnc.core.calibration import per_input_lists, per_input_values
+
+        return cls(per_input_lists(graph, calib), per_input_values(mean), per_input_values(norm),
+                   [[int(v) for v in s] for s in per_input_values(shape)],
+                   [pixel] if isinstance(pixel, str) else list(pixel))
+
+    def specs(self, graph: Graph) -> list[Any]:
+        """The checked :class:`~ncnnc.core.calibration.InputSpec` of each input."""
+        from ncnnc.core.calibration import input_specs
+
+        return input_specs(graph, self.lists, mean=self.mean, norm=self.norm, shape=self.shape, pixel=self.pixel)
+
+    def sample(self, graph: Graph, count: int) -> dict[str, np.ndarray]:
+        """Up to ``count`` calibration inputs spread evenly over the set, preprocessed, batched per input."""
+        from ncnnc.core.calibration import load_batch
+
+        specs = self.specs(graph)
+        total = len(specs[0].paths)
+        picks = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
+        return load_batch(specs, picks)  # type: ignore[arg-type]
+
+    def check_fits(self, graph: Graph) -> None:
+        """A user error now, before any work, when an input's ``shape=`` cannot feed the model's weights."""
+        from ncnnc.core.input_check import PIXEL_CHANNELS, check_mean_norm, check_shape_fits
+
+        shapes = {}
+        for i, blob in enumerate(graph.inputs):
+            pixel = self.pixel[i] if i < len(self.pixel) else "BGR"
+            shape = self.shape[i] if i < len(self.shape) else []
+            check_mean_norm(self.mean[i] if i < len(self.mean) else None, self.norm[i] if i < len(self.norm)
+                            else None, pixel, shape=shape or None)
+            if len(shape) >= 2 and shape[0] > 0 and shape[1] > 0:
+                w, h, *c = shape
+                shapes[blob] = (c[0] if c else PIXEL_CHANNELS.get(pixel.upper(), 3), h, w)
+        if len(shapes) == len(graph.inputs):  # (with an input left open, inference cannot judge the rest)
+            check_shape_fits(graph.copy(), shapes, "shape=" + ",".join(
+                f"[{','.join(map(str, s))}]" for s in self.shape))
 
 
 def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = True,
-            calib: str | Path | Sequence[str | Path] | None = None, mean: Sequence[float] = (),
-            norm: Sequence[float] = (), shape: Sequence[int] = (), pixel: str = "BGR", method: str = "kl",
+            calib: str | Path | Sequence[Any] | None = None, mean: Sequence[Any] = (),
+            norm: Sequence[Any] = (), shape: Sequence[Any] = (), pixel: str | Sequence[str] = "BGR",
+            method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             equalize: bool = False, bias_correction: bool = False, adaround: bool = False, quality: str = "default",
@@ -122,7 +166,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     """Compile a model (any frontend's files, or a graph) into an int8 ncnn model.
 
     ``calib`` (a list file, a directory, or image paths) and the preprocessing (``mean``, ``norm``,
-    ``shape`` ``[w, h, c]``, ``pixel``) are ncnn2table's; ``method`` names a calibrator.
+    ``shape`` ``[w, h, c]``, ``pixel``) are ncnn2table's; for a model with several inputs each is given
+    per input (``calib=["images.txt", "im_info.txt"]``, ``shape=[[600, 800, 3], [3]]``, ``pixel=["BGR",
+    "RAW"]``).  ``method`` names a calibrator.
     ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
     until the worst calibration image's output cosine reaches ``target_cos`` (measured on
     ``amp_images`` images).  ``equalize`` (cross-layer equalization before calibration),
@@ -143,9 +189,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``executor``/``scheduler`` say where calibration runs, as for :func:`ncnnc.calibrate` (a
     ``distributed.Client``, or ``"dask"`` and a scheduler address); the model is the same bytes.
     """
-    from ncnnc.core.calibration import calibrate
+    from ncnnc.core.calibration import calibrate, per_input_values
     from ncnnc.core.evaluate import quantized_count_line
-    from ncnnc.core.input_check import check_mean_norm
     from ncnnc.core.optimize import optimize
     from ncnnc.plugins.quantizer import check_fp32_model, quantize
 
@@ -181,17 +226,14 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         flag = "--emit-asm" if emit_asm else "--emit-llvm"
         raise NcnncError(f"{flag} needs a code generation target (--target NAME)")
     start = time.perf_counter()
-    if int8:
-        check_mean_norm(mean, norm, pixel, shape=shape)
     graph, source = _load(model)
     check_fp32_model(graph, source)
-    if int8 and shape and len(graph.inputs) == 1:  # the calibration images' shape must fit the weights: say so now
-        from ncnnc.core.input_check import PIXEL_CHANNELS, check_shape_fits
-
-        w, h, *c = (int(v) for v in shape)
-        if w > 0 and h > 0:
-            c = c or [PIXEL_CHANNELS.get(pixel.upper(), 3)]
-            check_shape_fits(graph.copy(), {graph.inputs[0]: (c[0], h, w)}, f"shape=[{','.join(map(str, shape))}]")
+    if report_html is not None and len(graph.inputs) != 1:
+        raise NcnncError(f"--report compares outputs image by image: it takes one-input models (this one has "
+                         f"{len(graph.inputs)}: {', '.join(graph.inputs)})")
+    images = CalibrationImages.of(graph, calib, mean, norm, shape, pixel) if int8 else None
+    if images is not None:  # the calibration images' shapes must fit the weights: say so now
+        images.check_fits(graph)
     result = CompileResult(graph, None, fp32_bytes=_fp32_size(graph))
     result.stages["load"] = time.perf_counter() - start
     result.notes["load"] = f"{source}: {len(graph)} layers"
@@ -208,22 +250,21 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     if int8:
         t = time.perf_counter()
         say(f"calibrating ({method}) ...")
-        cal = calibrate(graph, lists=[calib] if isinstance(calib, (str, Path)) else [list(calib)],  # type: ignore
-                        method=method, method_params=method_params, mean=list(mean), norm=list(norm), shape=list(shape),
-                        pixel=pixel, threads=threads, executor=executor, scheduler=scheduler, progress=progress)
+        cal = calibrate(graph, lists=images.lists, method=method, method_params=method_params, mean=images.mean,
+                        norm=images.norm, shape=images.shape, pixel=images.pixel, threads=threads, executor=executor,
+                        scheduler=scheduler, progress=progress)
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
         reasons: dict[str, str] = {}
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
-            reasons = _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images,
-                                       fp32_layers, progress, result)
+            reasons = _mixed_precision(graph, table, images, target_cos, amp_images, fp32_layers, progress, result)
             result.stages["mixed precision"] = time.perf_counter() - t
         if refiners:
             say("refining ...")
-            _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pixel, refine_images,
-                    [*fp32_layers, *reasons], progress, result)
+            _refine(graph, table, refiners, refine_params, images, refine_images, [*fp32_layers, *reasons], progress,
+                    result)
         t = time.perf_counter()
         quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source)
         out_graph = quantized.graph
@@ -248,14 +289,15 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     if resolved is not None:
         t = time.perf_counter()
         say(f"generating code for {resolved.name} ...")
-        extra = _codegen(out_graph, resolved, shape, emit_asm, emit_llvm, result)
+        extra = _codegen(out_graph, resolved, images.shape if images else per_input_values(shape), emit_asm,
+                         emit_llvm, result)
         result.stages["codegen"] = time.perf_counter() - t
     if out_dir is not None:
         result.written = _write(Path(out_dir), param_text(out_graph), data, table, extra)
     if report_html is not None:
         t = time.perf_counter()
         say("writing the report ...")
-        result.written.append(_report(graph, result, calib, mean, norm, shape, pixel, method, threads, report_html))
+        result.written.append(_report(graph, result, images, method, threads, report_html))
         result.stages["report"] = time.perf_counter() - t
     result.stages["total"] = time.perf_counter() - start
     return result
@@ -290,7 +332,7 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
     result.notes["equalize"] = f"{len(layers)} layer(s) equalized with their consumers in {report.rounds} round(s)"
 
 
-def _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pixel, refine_images, fp32_layers,
+def _refine(graph, table, refiners, refine_params, images: CalibrationImages, refine_images, fp32_layers,
             progress, result) -> None:
     """The refine walk: each refiner's own time as a stage, the walk's forward passes as ``refine walk``."""
     from tqdm import tqdm
@@ -298,7 +340,7 @@ def _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pix
     from ncnnc.core.refine import refine_graph
 
     t = time.perf_counter()
-    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, refine_images)
+    inputs = images.sample(graph, refine_images)
     load_seconds = time.perf_counter() - t
     total = sum(1 for name in table.input_scales if name not in table.commented and name not in fp32_layers)
     with tqdm(total=total, desc="refine", unit="layer", file=sys.stderr, disable=not progress, leave=False) as bar:
@@ -316,19 +358,18 @@ def _refine(graph, table, refiners, refine_params, calib, mean, norm, shape, pix
     result.notes["refine walk"] = "fp32 and int8 forward passes shared by the refine steps"
 
 
-def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel, method: str, threads: int,
+def _report(fp32: Graph, result: CompileResult, images: CalibrationImages, method: str, threads: int,
             path: str | Path) -> Path:
     """The quantization report of a compile, on the first ``REPORT_IMAGES`` calibration images."""
-    from ncnnc.core.calibration import input_specs
     from ncnnc.core.evaluate import evaluate
     from ncnnc.core.report import quantization_report
     from ncnnc.core.report_html import write_html
 
-    images = calib if isinstance(calib, (str, Path)) else list(calib)
-    specs = input_specs(fp32, [images], mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
-                        shape=[list(shape)] if shape else [], pixel=[pixel])
-    evaluation = evaluate(fp32, result.graph, images, mean=mean, norm=norm, shape=shape, pixel=pixel,
-                          backend="numpy", limit=REPORT_IMAGES)
+    specs = images.specs(fp32)
+    spec = specs[0]  # one input (compile checks)
+    evaluation = evaluate(fp32, result.graph, images.lists[0], mean=list(spec.mean), norm=list(spec.norm),
+                          shape=images.shape[0] if images.shape else [], pixel=spec.pixel, backend="numpy",
+                          limit=REPORT_IMAGES)
     reasons = result.quantize_report.kept_fp32 if result.quantize_report else {}
     data = quantization_report(fp32, result.graph, specs, evaluation,
                                title=f"ncnnc compile report: {result.notes['load']}",
@@ -337,13 +378,13 @@ def _report(fp32: Graph, result: CompileResult, calib, mean, norm, shape, pixel,
     return write_html(data, path)
 
 
-def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, amp_images, fp32_layers,
-                     progress, result) -> dict[str, str]:
+def _mixed_precision(graph, table, images: CalibrationImages, target_cos, amp_images, fp32_layers, progress,
+                     result) -> dict[str, str]:
     from tqdm import tqdm
 
     from ncnnc.core.mixed_precision import AMP_CANDIDATES, choose_fp32_layers, hardest_images
 
-    inputs = _calibration_inputs(graph, calib, mean, norm, shape, pixel, amp_images * AMP_CANDIDATES)
+    inputs = images.sample(graph, amp_images * AMP_CANDIDATES)
     inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers)
     with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
         def tick(message: str) -> None:
@@ -359,24 +400,26 @@ def _mixed_precision(graph, table, calib, mean, norm, shape, pixel, target_cos, 
     return amp.fp32_layers
 
 
-def _codegen_shapes(graph: Graph, shape: Sequence[int]) -> dict[str, tuple[int, ...]] | None:
-    """Input shapes for code generation: ``shape=[w,h,c]`` for a single input whose Input layer has no dims."""
-    if len(graph.inputs) != 1 or len(shape) not in (2, 3):
-        return None
-    layer = graph.producer(graph.inputs[0])
-    if layer is None or (layer.p("w") and layer.p("h")):
-        return None
-    w, h, *c = (int(v) for v in shape)
-    return {graph.inputs[0]: (c[0] if c else 3, h, w)}
+def _codegen_shapes(graph: Graph, shapes: Sequence[Sequence[int]]) -> dict[str, tuple[int, ...]] | None:
+    """Input shapes for code generation: ``shape=[w,h,c]`` (one per input) for the inputs whose Input layer
+    has no dims."""
+    found = {}
+    for blob, shape in zip(graph.inputs, shapes):
+        layer = graph.producer(blob)
+        if len(shape) not in (2, 3) or layer is None or (layer.p("w") and layer.p("h")):
+            continue
+        w, h, *c = (int(v) for v in shape)
+        found[blob] = (c[0] if c else 3, h, w)
+    return found or None
 
 
-def _codegen(graph: Graph, target: Target, shape: Sequence[int], emit_asm: bool, emit_llvm: bool,
+def _codegen(graph: Graph, target: Target, shapes: Sequence[Sequence[int]], emit_asm: bool, emit_llvm: bool,
              result: CompileResult) -> dict[str, bytes]:
     """Build ``graph`` for ``target`` with the LLVM backend; note the outcome; returns the AOT files."""
     from ncnnc.backends.llvm.aot import aot_files
     from ncnnc.backends.llvm.build import build
 
-    built = build(graph, target, input_shapes=_codegen_shapes(graph, shape), assembly=emit_asm, llvm_ir=emit_llvm)
+    built = build(graph, target, input_shapes=_codegen_shapes(graph, shapes), assembly=emit_asm, llvm_ir=emit_llvm)
     result.built = built
     result.notes["codegen"] = (f"{built.target} ({built.triple}): {len(built.steps)} kernels, workspace "
                                f"{built.workspace_size} bytes, object {len(built.object_code)} bytes, "

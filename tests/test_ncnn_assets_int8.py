@@ -161,3 +161,35 @@ def test_amp_measures_on_the_hardest_images(tmp_path: Path, image_paths: list[Pa
     picked = hardest_images(graph, table, inputs, 2)["data"]
     expected = inputs["data"][np.sort(np.argsort(cos)[:2])]
     np.testing.assert_array_equal(picked, expected)
+
+
+def test_compile_takes_one_list_and_shape_per_input(tmp_path: Path, image_paths: list[Path]) -> None:
+    """``ncnnc compile`` on the two-input R-CNN: ``--calib`` gives one list per input (images, ``.npy``
+    ``im_info`` tensors), ``mean=``/``shape=``/``pixel=`` one group per input; auto mixed precision measures
+    on both inputs; the runtime runs the result like the simulation."""
+    from ncnnc.core.cli import main
+
+    param, binf = tiny_rcnn(tmp_path)
+    infos = []
+    for i in range(4):
+        infos.append(tmp_path / f"info{i}.npy")
+        np.save(infos[-1], np.array([64, 64, 1.0], np.float32))
+    images, tensors = tmp_path / "images.txt", tmp_path / "im_info.txt"
+    images.write_text("".join(f"{p}\n" for p in image_paths[:4]))
+    tensors.write_text("".join(f"{p}\n" for p in infos))
+    out = tmp_path / "out"
+    status = main(["compile", str(param), str(binf), "--int8", "--calib", f"{images},{tensors}",
+                   "mean=[104,117,123],[]", "norm=[1,1,1],[]", "shape=[64,64,3],[3]", "pixel=BGR,BGR",
+                   "method=minmax", "--auto-mixed-precision", "--amp-images", "2", "-o", str(out)])
+    assert status == 0
+    int8 = load(out / "model.param", out / "model.bin")
+    assert sum(layer.type == "Convolution" and layer.p("int8_scale_term") > 0 for layer in int8.layers) == 4
+    x = {"data": np.random.default_rng(2).uniform(-100, 100, (3, 64, 64)).astype(np.float32),
+         "im_info": np.array([64, 64, 1.0], np.float32)}
+    theirs = RuntimeNet(out / "model.param", out / "model.bin").run(x, int8.outputs)
+    ours = Interpreter(int8).run({k: v[None] for k, v in x.items()})
+    for name in int8.outputs:
+        assert np.abs(ours[name][0] - theirs[name]).max() <= 5e-3 * max(1.0, float(np.abs(theirs[name]).max()))
+    assert main(["compile", str(param), str(binf), "--int8", "--calib", str(images), "shape=[64,64,3]",
+                 "-o", str(tmp_path / "bad")]) == 2  # one list for two inputs: one clear error
+    assert not (tmp_path / "bad").exists()

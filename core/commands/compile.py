@@ -15,6 +15,7 @@ import argparse
 
 from ncnnc.core.calibration import DEFAULT_THREADS
 from ncnnc.core.commands.preprocessing import add_flags, merge
+from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
@@ -49,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "options: mean=[..] norm=[..] shape=[w,h,c] pixel=BGR method=kl thread=N and "
                              "the method's parameters (method=percentile percentile=99.9)")
     parser.add_argument("--int8", action="store_true", help="quantize to int8 (needs --calib)")
-    parser.add_argument("--calib", metavar="LIST_OR_DIR", help="calibration images: a list file or a directory")
+    parser.add_argument("--calib", metavar="LIST_OR_DIR[,...]",
+                        help="calibration images: a list file or a directory (one per input for a model with "
+                             "several, comma-separated, with mean=[..],[..] shape=[w,h,c],[w] pixel=BGR,RAW)")
     parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="", help="layers to keep fp32")
     parser.add_argument("--auto-mixed-precision", action="store_true",
                         help="keep the layers int8 hurts most fp32 until --target-cos holds")
@@ -157,11 +160,13 @@ def run(args: argparse.Namespace) -> int:
         threads = int(options.get("thread", str(DEFAULT_THREADS)))
     except ValueError:
         raise NcnncError(f"thread={options['thread']}: expected an integer") from None
-    shape = [int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options else []
-    result = compile(paths, int8=args.int8, calib=args.calib,
-                     mean=parse_number_list("mean", options["mean"]) if "mean" in options else [],
-                     norm=parse_number_list("norm", options["norm"]) if "norm" in options else [],
-                     shape=shape, pixel=options.get("pixel", "BGR"), method=options.get("method", "kl"),
+    calib = args.calib.split(",") if args.calib and "," in args.calib else args.calib  # one list per input
+    result = compile(paths, int8=args.int8, calib=calib,
+                     mean=parse_float_lists(options["mean"], "mean") if "mean" in options else [],
+                     norm=parse_float_lists(options["norm"], "norm") if "norm" in options else [],
+                     shape=parse_int_lists(options["shape"], "shape") if "shape" in options else [],
+                     pixel=[p for p in options.get("pixel", "BGR").split(",") if p],
+                     method=options.get("method", "kl"),
                      method_params=method_params,
                      fp32_layers=parse_layer_list(args.fp32_layers), auto_mixed_precision=args.auto_mixed_precision,
                      target_cos=args.target_cos, amp_images=args.amp_images, threads=threads,
