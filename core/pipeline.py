@@ -157,8 +157,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
-            equalize: bool = False, bias_correction: bool = False, adaround: bool = False, quality: str = "default",
-            refine_images: int = 100, refine_params: dict | None = None,
+            equalize: bool = False, bias_correction: bool = False, adaround: bool = False, act_scale: bool = False,
+            quality: str = "default", refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
@@ -172,9 +172,10 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
     until the worst calibration image's output cosine reaches ``target_cos`` (measured on
     ``amp_images`` images).  ``equalize`` (cross-layer equalization before calibration),
-    ``bias_correction`` and ``adaround`` (refine steps after it, on ``refine_images`` calibration
-    images, ``refine_params`` their parameters) bring all-int8 closer to fp32; ``quality="high"``
-    turns on the last two.  With ``out_dir`` the model is written as ``model.param``,
+    ``act_scale`` (each layer's input scale searched for its smallest output error), ``bias_correction`` and
+    ``adaround`` (refine steps after calibration, on ``refine_images`` calibration images, ``refine_params``
+    their parameters) bring all-int8 closer to fp32; ``quality="high"`` turns on ``act_scale`` and ``adaround``.
+    With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
     ``target`` (a target name such as ``armv8``, ``x86-64-v3``, ``host``, or a
@@ -198,7 +199,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     fp32_layers = list(fp32_layers)
     if auto_mixed_precision and amp_images < 1:
         raise NcnncError(f"--amp-images {amp_images}: need at least 1")
-    equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround)
+    equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround, act_scale)
     if not int8 and (equalize or refiners):
         raise NcnncError("equalization, bias correction and learned rounding apply only with int8")
     if refiners:
@@ -304,19 +305,22 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
 
 QUALITIES = ("default", "high")
-"""``quality`` presets: ``high`` turns on bias correction and learned rounding (not equalization, which
-measured worse with ncnn's per-channel weight scales: docs/quantization.md)."""
+"""``quality`` presets: ``high`` turns on the activation-scale search and learned rounding (not equalization,
+which measured worse with ncnn's per-channel weight scales, nor bias correction, which measured no better on
+top of the two: docs/quantization.md)."""
 
 
-def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool) -> tuple[bool, list]:
+def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool,
+                     act_scale: bool = False) -> tuple[bool, list]:
     """Whether to equalize, and the refiners to run (in their order), from the flags and the preset."""
     from ncnnc.core.refine import find_refiner
 
     if quality not in QUALITIES:
         raise NcnncError(f"unknown quality {quality!r} (one of {', '.join(QUALITIES)})")
     if quality == "high":
-        bias_correction = adaround = True
-    names = [name for name, on in (("adaround", adaround), ("bias-correction", bias_correction)) if on]
+        act_scale = adaround = True
+    names = [name for name, on in (("act-scale", act_scale), ("adaround", adaround),
+                                   ("bias-correction", bias_correction)) if on]
     return equalize, [find_refiner(name) for name in names]
 
 

@@ -7,7 +7,9 @@ names the method and gives ``refine_layer(step)``, called once per quantized lay
 input on the calibration images twice, as the fp32 model computes it and as the model quantized so far
 computes it (every earlier quantized layer already refined, and run as its int8 weights over their
 scales on its dequantized int8 input: the int8 result up to float rounding).  A refiner may also change
-``step.weight_scales`` (they go into the table).  Refiners run in ``order`` for each layer before the
+``step.weight_scales`` and ``step.input_scale`` (they go into the table; an input scale goes to every
+quantized layer reading the same blob, ``step.input_shared``, since the runtime requantizes a blob once).
+Refiners run in ``order`` for each layer before the
 walk moves on, so a later layer sees the errors the earlier ones leave.
 
 :func:`refine_graph` walks the graph once over the images held in memory (two copies of the live
@@ -52,6 +54,12 @@ class LayerStep:
     params: dict[str, Any]
     methods: tuple[str, ...] = ()
     cache: dict[str, Any] = field(default_factory=dict)
+    input_shared: tuple[tuple[Layer, np.ndarray], ...] = ()
+    """Other quantized layers that read the same values (through Split), with their weight scales: the runtime
+    requantizes the producer's output once, to one reader's scale, so their input scales must stay equal to
+    this one's; the walk gives them this layer's ``input_scale``."""
+    input_scale_fixed: bool = False
+    """True when an earlier layer of ``input_shared`` set the input scale already (it must not change)."""
 
     @property
     def qmax(self) -> int:
@@ -164,6 +172,16 @@ def _run_outputs(layer: Layer, args: list[np.ndarray], batch: int) -> list[np.nd
             for i in range(len(layer.outputs))]
 
 
+def _split_sources(graph: Graph) -> dict[str, str]:
+    """Each Split output blob -> the blob the Split copies (followed through chained Splits)."""
+    out: dict[str, str] = {}
+    for layer in graph.layers:
+        if layer.type == "Split":
+            src = out.get(layer.inputs[0], layer.inputs[0])
+            out.update({b: src for b in layer.outputs})
+    return out
+
+
 def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray],
                  refiners: Sequence[Refiner], params: Mapping[str, Any] | None = None,
                  fp32_layers: Iterable[str] = (),
@@ -183,6 +201,12 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
     quantized = {t.name for t in quant_targets(graph)
                  if t.name in table.input_scales and t.name in table.weight_scales and t.name not in keep}
     last = {b: i for i, layer in enumerate(graph.layers) for b in layer.inputs}
+    source = _split_sources(graph)
+    readers: dict[str, list[str]] = {}
+    for layer in graph.layers:
+        if layer.name in quantized:
+            readers.setdefault(source.get(layer.inputs[0], layer.inputs[0]), []).append(layer.name)
+    visited: set[str] = set()
     fp: dict[str, np.ndarray] = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
     qs: dict[str, np.ndarray] = dict(fp)
     with single_thread():
@@ -195,6 +219,10 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
                 ws, s_in = table.weight_scales[layer.name], table.input_scales[layer.name]
                 out_f = [run_op(layer, xf)]
                 step = LayerStep(layer, ws, s_in, xf[0], xq[0], resolved, tuple(r.name for r in ordered))
+                shared = [n for n in readers[source.get(layer.inputs[0], layer.inputs[0])] if n != layer.name]
+                step.input_shared = tuple((graph.layer(n), table.weight_scales[n]) for n in shared)
+                step.input_scale_fixed = any(n in visited for n in shared)
+                visited.add(layer.name)
                 report.seconds["walk"] += time.perf_counter() - t
                 for refiner in ordered:
                     t = time.perf_counter()
@@ -204,6 +232,8 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
                         report.notes.setdefault(layer.name, []).append(f"{refiner.name}: {note}")
                 t = time.perf_counter()
                 table.weight_scales[layer.name] = np.asarray(step.weight_scales, np.float32)
+                for name in (layer.name, *(other.name for other, _ in step.input_shared)):
+                    table.input_scales[name] = float(step.input_scale)
                 out_q = [run_op(fake_quantized(layer, step.weight_scales), [step.dequantized_input()])]
                 report.layers += 1
                 if progress:

@@ -142,6 +142,46 @@ def test_learned_rounding_lowers_the_reconstruction_error_on_held_apart_data(kin
         assert learned < 0.8 * nearest, (learned, nearest)
 
 
+# -- activation-scale search ---------------------------------------------------------------------------------
+def test_activation_scale_search_lowers_the_output_error_on_held_apart_data():
+    graph = _single("conv3x3")
+    seen, held = _smooth(32, 6, 10, 10), _smooth(32, 6, 10, 10)
+    table = _table(graph, seen)
+    table.input_scales["layer"] *= 3.0  # a threshold a third of absmax: clips hard, as a bad calibrator might
+    refined_table = CalibrationTable(dict(table.weight_scales), dict(table.input_scales))
+    report = refine_graph(graph.copy(), refined_table, {"data": seen}, [find_refiner("act-scale")])
+    assert refined_table.input_scales["layer"] < table.input_scales["layer"], report.notes
+    before = np.mean(_int8_error(graph, graph, table, held) ** 2)
+    after = np.mean(_int8_error(graph, graph, refined_table, held) ** 2)
+    assert after < 0.5 * before, (after, before)
+    again = CalibrationTable(dict(refined_table.weight_scales), dict(refined_table.input_scales))
+    refine_graph(graph.copy(), again, {"data": seen}, [find_refiner("act-scale")],
+                 {"act_scale_max": 1.1, "act_scale_images": 0})
+    assert np.mean(_int8_error(graph, graph, again, seen) ** 2) <= np.mean(
+        _int8_error(graph, graph, refined_table, seen) ** 2)  # never worse on the images it measured
+
+
+def test_activation_scale_gives_the_readers_of_one_blob_one_scale_and_runs_as_simulated():
+    b = GraphBuilder()
+    x = b.input("data", (6, 10, 10))
+    y = _conv(b, x, 6, 8, 1, act=1, name="producer")
+    s1, s2 = b.layer("Split", [y], outputs=2, name="split")
+    c1 = _conv(b, s1, 8, 5, 1, act=1, name="reader1")
+    c2 = _conv(b, s2, 8, 5, 3, act=1, name="reader2")
+    b.layer("Concat", [c1, c2], name="out")
+    graph = b.build()
+    data = _smooth(16, 6, 10, 10)
+    table = _table(graph, data)
+    table.input_scales["reader1"] *= 2.5  # the readers start apart: reader1 clips hard
+    refine_graph(graph, table, {"data": data}, [find_refiner("act-scale")])
+    assert table.input_scales["reader1"] == table.input_scales["reader2"]
+    int8 = quantize(graph, table).graph
+    sample = data[3]
+    want = run_graph(int8, {"data": sample})["out"]
+    got = Interpreter(int8).run({"data": sample[None]})["out"][0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
 # -- compile end to end ------------------------------------------------------------------------------------------
 def _small_model(tmp_path):
     b, rng = GraphBuilder(), np.random.default_rng(5)
@@ -176,7 +216,8 @@ def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_d
                    "mean=[104,117,123]", "norm=[0.02,0.02,0.02]", *extra, "-o", str(out)])
     assert status == 0
     text = capsys.readouterr().out
-    for stage in ["adaround", "bias correction"] + (["equalize"] if "--equalize" in extra else []):
+    stages = ["act scale", "adaround"] if "--quality" in extra else ["adaround", "bias correction"]
+    for stage in stages + (["equalize"] if "--equalize" in extra else []):
         assert f"  {stage} " in text, text
     int8 = load(out / "model.param", out / "model.bin")
     fp32 = load(param, binf)
