@@ -21,6 +21,9 @@ the histogram for the rest.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 
 from ncnnc.core.calibration import Calibrator, CalibratorFactory
@@ -46,50 +49,64 @@ def normalize(histogram: np.ndarray) -> np.ndarray:
 def kl_divergences(histogram: np.ndarray, target_bins: int = TARGET_BINS) -> np.ndarray:
     """The divergence of every candidate ``t = target_bins ... len(histogram) - 1`` (float64)."""
     h = normalize(histogram).astype(np.float64)
-    n = h.size
-    thresholds = np.arange(target_bins, n)
     cum = np.concatenate([[0.0], np.cumsum(h)])
     p = h + KL_EPS
     plogp = np.concatenate([[0.0], np.cumsum(p * np.log(p))])
-    result = np.empty(thresholds.size)
+    return np.concatenate([_kl_block(block, h, cum, plogp) for block in _geometry(h.size, target_bins)])
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Where the levels of a block of candidate thresholds ``t`` fall on the bins: everything of the
+    search that does not depend on the histogram, computed once per histogram size (every blob reuses it)."""
+
+    t: np.ndarray           # (n, 1) candidate bin counts, float64
+    width: np.ndarray       # (n, 1) bins per level
+    edge_bin: np.ndarray    # (n, levels + 1) bin holding each level edge (clamped to the last bin)
+    edge_frac: np.ndarray   # (n, levels + 1) the edge's offset inside that bin
+    inside_eps: np.ndarray  # (n, levels) KL_EPS times the bins fully inside each level
+    first: np.ndarray       # (n, levels) first bin fully inside each level
+    stop: np.ndarray        # (n, levels) one past the last bin fully inside each level
+    straddle: np.ndarray    # (n, levels - 1) bin holding each inner level edge
+    frac: np.ndarray        # (n, levels - 1) the inner edge's offset inside that bin
+    straddles: np.ndarray   # (n, levels - 1) whether the inner edge cuts a bin
+
+
+@functools.lru_cache(maxsize=4)
+def _geometry(bins: int, levels: int) -> tuple[_Block, ...]:
+    """The candidate thresholds ``levels ... bins - 1`` in blocks of 256, with their level geometry."""
+    blocks = []
+    thresholds = np.arange(levels, bins)
     for start in range(0, thresholds.size, 256):
-        t = thresholds[start:start + 256]
-        result[start:start + 256] = _kl_block(t, h, cum, plogp, target_bins)
-    return result
+        t = thresholds[start:start + 256][:, None].astype(np.float64)
+        width = t / levels
+        edges = np.arange(levels + 1)[None, :] * width
+        edge_bin = np.minimum(np.floor(edges).astype(np.intp), bins - 1)
+        first = np.ceil(edges[:, :-1]).astype(np.intp)  # bins fully inside level j: [ceil(edge_j), floor(edge_j+1))
+        stop = np.floor(edges[:, 1:]).astype(np.intp)
+        inner = edges[:, 1:-1]
+        straddle = np.floor(inner).astype(np.intp)
+        frac = inner - straddle
+        blocks.append(_Block(t, width, edge_bin, edges - edge_bin, (stop - first) * KL_EPS, first, stop, straddle,
+                             frac, frac > 0))
+    return tuple(blocks)
 
 
-def _mass_below(x: np.ndarray, h: np.ndarray, cum: np.ndarray) -> np.ndarray:
-    """Histogram mass on ``[0, x)`` with each bin spread evenly over its width."""
-    k = np.minimum(np.floor(x).astype(np.intp), h.size - 1)
-    return cum[k] + (x - k) * h[k]
-
-
-def _kl_block(t: np.ndarray, h: np.ndarray, cum: np.ndarray, plogp: np.ndarray, levels: int) -> np.ndarray:
-    """Divergences for a block of candidate thresholds ``t``."""
-    t = t[:, None].astype(np.float64)
-    width = t / levels
-    edges = np.arange(levels + 1)[None, :] * width          # level edges, shape (n, levels + 1)
-    level_mass = np.diff(_mass_below(edges, h, cum), axis=1)  # Q's levels before averaging
-    q = level_mass / width                                   # value of each level per bin
-    # bins fully inside level j: [ceil(edge_j), floor(edge_j+1))
-    first = np.ceil(edges[:, :-1]).astype(np.intp)
-    stop = np.floor(edges[:, 1:]).astype(np.intp)
-    inside_p = (stop - first) * KL_EPS + cum[stop] - cum[first]
-    tail = cum[-1] - cum[t[:, 0].astype(np.intp)]
-    inside_p[:, -1] += tail                                   # P's last bin carries the clipped mass
+def _kl_block(g: _Block, h: np.ndarray, cum: np.ndarray, plogp: np.ndarray) -> np.ndarray:
+    """Divergences for a block of candidate thresholds."""
+    mass_below = cum[g.edge_bin] + g.edge_frac * h[g.edge_bin]  # mass on [0, edge), each bin spread evenly
+    q = np.diff(mass_below, axis=1) / g.width                   # value of each level per bin
+    inside_p = g.inside_eps + cum[g.stop] - cum[g.first]
+    ti = g.t[:, 0].astype(np.intp)
+    tail = cum[-1] - cum[ti]
+    inside_p[:, -1] += tail                                      # P's last bin carries the clipped mass
     cross = -np.sum(inside_p * np.log(q + KL_EPS), axis=1)
     # bins straddling an inner level edge
-    inner = edges[:, 1:-1]
-    s = np.floor(inner).astype(np.intp)
-    frac = inner - s
-    straddles = frac > 0
-    e = KL_EPS + frac * q[:, :-1] + (1.0 - frac) * q[:, 1:]
-    ps = KL_EPS + h[s]
-    cross -= np.sum(np.where(straddles, ps * np.log(np.where(straddles, e, 1.0)), 0.0), axis=1)
+    e = KL_EPS + g.frac * q[:, :-1] + (1.0 - g.frac) * q[:, 1:]
+    ps = KL_EPS + h[g.straddle]
+    cross -= np.sum(np.where(g.straddles, ps * np.log(np.where(g.straddles, e, 1.0)), 0.0), axis=1)
     # sum of P log P over the t bins, the last one with the clipped mass
-    ti = t[:, 0].astype(np.intp)
-    last_plain = KL_EPS + h[ti - 1]
-    last = last_plain + tail
+    last = KL_EPS + h[ti - 1] + tail
     entropy = plogp[ti - 1] + last * np.log(last)
     # the straddling bins were counted in neither P sum of a level: their P log P is in `entropy`
     return entropy + cross
