@@ -1,5 +1,6 @@
-"""The issue-15 table: kl alone, each of equalization / bias correction / learned rounding alone, all three,
-``--quality high`` (bias correction + learned rounding), and with automatic mixed precision, on SqueezeNet
+"""The issue-15 table: kl alone, each of equalization / bias correction / learned rounding / activation-scale
+search alone, all four, ``--quality high`` (activation-scale search + learned rounding), and with automatic
+mixed precision, on SqueezeNet
 v1.1 and EfficientNet-Lite0.
 
     python bench/eval_refine.py [--models squeezenet,efficientnet] [--configs kl,high,...] [--images 500]
@@ -33,12 +34,14 @@ CONFIGS = {
     "equalize": {"equalize": True},
     "bias correction": {"bias_correction": True},
     "adaround": {"adaround": True},
-    "all three": {"equalize": True, "bias_correction": True, "adaround": True},
-    "all three + amp": {"equalize": True, "bias_correction": True, "adaround": True, "auto_mixed_precision": True},
+    "act scale": {"act_scale": True},
+    "all four": {"equalize": True, "bias_correction": True, "adaround": True, "act_scale": True},
+    "all four + amp": {"equalize": True, "bias_correction": True, "adaround": True, "act_scale": True,
+                       "auto_mixed_precision": True},
     "quality high": {"quality": "high"},
     "quality high + amp": {"quality": "high", "auto_mixed_precision": True},
 }
-"""Name -> ``ncnnc.compile`` keywords (method kl throughout); ``quality high`` is bias correction + adaround."""
+"""Name -> ``ncnnc.compile`` keywords (method kl throughout); ``quality high`` is act scale + adaround."""
 
 
 def squeezenet(work: Path) -> tuple[list[str], dict]:
