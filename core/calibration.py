@@ -57,6 +57,13 @@ FALLBACK_SCALE = 1.0
 
 
 # -- the contract ----------------------------------------------------------------------------
+DEFAULT_BATCH = 4
+"""Images per batch (``batch=``): a batch's activations stay in cache better than 8's (``ncnnc table``
+kl, SqueezeNet, 100 images, ``thread=2``: 1.49 s against 1.71 s, mean of 5), and the shards of a few
+processes come out more even.  Batches never change the table: images are computed one by one and
+every merge is exact."""
+
+
 class Calibrator(ABC):
     """Statistics of one blob's activations, and the threshold they give.
 
@@ -558,7 +565,7 @@ def _observe(stats: dict[str, Calibrator], blob: str, value: np.ndarray) -> None
 
 
 def observe_pass(graph: Graph, specs: Sequence[InputSpec], stats: dict[str, Calibrator], *,
-                 batch_size: int = 8) -> dict[str, Calibrator]:
+                 batch_size: int = DEFAULT_BATCH) -> dict[str, Calibrator]:
     """One pass of these images through the model, fed to ``stats`` (blob -> calibrator), in place.
 
     The building block for sharding by hand (other processes or machines): run pass 1 on every
@@ -610,7 +617,7 @@ class SearchThreshold:
 
 
 def collect_statistics(graph: Graph, specs: Sequence[InputSpec], blobs: Sequence[str],
-                       make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = 8,
+                       make: Callable[[], Calibrator], *, threads: int = 1, batch_size: int = DEFAULT_BATCH,
                        limit: int | None = None, cache_mb: int = 1024,
                        progress: Callable[[int, int], Callable[[int], None]] | None = None,
                        executor: Executor | None = None) -> dict[str, Calibrator]:
@@ -725,7 +732,7 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
               norm: Sequence[Sequence[float]] | Sequence[float] = (),
               shape: Sequence[Sequence[int]] | Sequence[int] = (),
               pixel: Sequence[str] | str = (), npy: bool = False, threads: int = 1,
-              batch_size: int = 8, cache_mb: int = 1024, progress: bool = False,
+              batch_size: int = DEFAULT_BATCH, cache_mb: int = 1024, progress: bool = False,
               executor: Executor | str | Any | None = None, scheduler: str | None = None) -> CalibrationResult:
     """Calibrate a model on images and return (and with ``out``, write) its table.
 

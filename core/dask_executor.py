@@ -27,8 +27,9 @@ from ncnnc.core.executors import Executor, Job, Session, Shard, ShardTask, Tick,
 INSTALL_HINT = ("executor=dask needs Dask's distributed scheduler, which is not installed: "
                 "pip install 'ncnnc[dask]' (or pip install 'dask[distributed]')")
 
-SHARD_BATCHES = 4
-"""Batches per task by default: small enough to balance and retry, large enough to amortise a task."""
+SHARD_BATCHES = 8
+"""Batches per task by default (32 images at the default batch size): small enough to balance and retry,
+large enough to amortise a task."""
 
 CONNECT_SECONDS = 30
 """How long to wait for the scheduler, and for its first worker."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ncnnc.core.calibration import DEFAULT_THREADS, calibrate
+from ncnnc.core.calibration import DEFAULT_BATCH, DEFAULT_THREADS, calibrate
 from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npy", action="store_true", help="the lists name .npy tensors (ncnn2table's type=1)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="worker processes (default: every core; the table does not depend on it)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                        help=f"images per forward pass (default {DEFAULT_BATCH})")
     parser.add_argument("--cache-mb", type=int, default=1024,
                         help="memory for activations kept between passes (the rest is recomputed)")
     parser.add_argument("--executor", choices=EXECUTORS, default=None,
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
     parser.add_argument("--shard-batches", type=int, default=None, metavar="N",
-                        help="batches per Dask task (default 4)")
+                        help="batches per Dask task (default 8)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print absmax / threshold / scale per layer")
 
 
