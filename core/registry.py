@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = {
     "ncnnc.plugins.calibrators.mse": ("calibrators",),
     "ncnnc.plugins.calibrators.eq": ("calibrators",),
     "ncnnc.plugins.passes.equalize": ("passes",),
+    "ncnnc.plugins.refiners.activation_scale": ("refiners",),
     "ncnnc.plugins.refiners.adaround": ("refiners",),
     "ncnnc.plugins.refiners.bias_correction": ("refiners",),
 }

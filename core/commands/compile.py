@@ -76,10 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cross-layer equalization of consecutive convolutions before calibration (fp32 identity)")
     parser.add_argument("--bias-correction", action="store_true",
                         help="correct each int8 layer's bias by its mean output error on the calibration images")
+    parser.add_argument("--act-scale", action="store_true",
+                        help="search each int8 layer's input scale for its smallest output error (after calibration)")
     parser.add_argument("--adaround", action="store_true",
                         help="learn each int8 weight's rounding (up/down) to minimise the layer's output error")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
-                        help="preset: high = --bias-correction --adaround")
+                        help="preset: high = --act-scale --adaround")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
                         help="calibration images used by --bias-correction/--adaround (default 100)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
@@ -143,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
             ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
             ("--equalize", args.equalize), ("--bias-correction", args.bias_correction), ("--adaround", args.adaround),
+            ("--act-scale", args.act_scale),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
@@ -174,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
                      out_dir=args.output, progress=True, report_html=args.report,
                      equalize=args.equalize, bias_correction=args.bias_correction, adaround=args.adaround,
+                     act_scale=args.act_scale,
                      quality=args.quality, refine_images=args.refine_images)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())

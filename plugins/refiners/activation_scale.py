@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ncnnc.core.calibration import CalibratorParam
+from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Layer
 from ncnnc.core.refine import LayerStep, Refiner, dequantize_input, fake_quantized, run_op
 
@@ -77,7 +78,8 @@ def search_input_scale(step: LayerStep) -> str | None:
     return f"input scale {old:.4g} -> {candidates[best]:.4g}, error {errors[0]:.4g} -> {errors[best]:.4g}"
 
 
-def refiners() -> list[Refiner]:
+@hookimpl
+def ncnnc_refiners() -> list[Refiner]:
     """The ``act-scale`` refiner (runs first: rounding and bias correction then see the chosen scale)."""
     return [Refiner("act-scale", "search each int8 layer's input scale for the smallest output error",
                     search_input_scale, order=50, params=(

@@ -129,12 +129,8 @@ def round_layer(step: LayerStep) -> str | None:
 
 @hookimpl
 def ncnnc_refiners() -> list:
-    """The ``adaround`` refiner (runs before bias correction), and ``act-scale`` (its module
-    :mod:`ncnnc.plugins.refiners.activation_scale` registers through this hook)."""
-    from ncnnc.plugins.refiners import activation_scale
-
-    return [*activation_scale.refiners(),
-            Refiner("adaround", "learned up/down rounding of int8 weights minimising each layer's output error",
+    """The ``adaround`` refiner (runs before bias correction)."""
+    return [Refiner("adaround", "learned up/down rounding of int8 weights minimising each layer's output error",
                     round_layer, order=100, params=(
                         CalibratorParam("adaround_sweeps", 8, "coordinate-descent sweeps over the weights at most"),
                         CalibratorParam("adaround_samples", 4.0, "input patches needed per weight of a channel"),

@@ -207,7 +207,7 @@ def calib_dir(image_paths, tmp_path_factory):
 
 
 @pytest.mark.parametrize("extra", [["--quality", "high", "--equalize", "method=aciq"],
-                                   ["--adaround", "--bias-correction", "--auto-mixed-precision",
+                                   ["--act-scale", "--adaround", "--bias-correction", "--auto-mixed-precision",
                                     "--target-cos", "0.99999"]])
 def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_dir, image_paths, extra, capsys):
     param, binf = _small_model(tmp_path)
@@ -216,7 +216,7 @@ def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_d
                    "mean=[104,117,123]", "norm=[0.02,0.02,0.02]", *extra, "-o", str(out)])
     assert status == 0
     text = capsys.readouterr().out
-    stages = ["act scale", "adaround"] if "--quality" in extra else ["adaround", "bias correction"]
+    stages = ["act scale", "adaround"] + ([] if "--quality" in extra else ["bias correction"])
     for stage in stages + (["equalize"] if "--equalize" in extra else []):
         assert f"  {stage} " in text, text
     int8 = load(out / "model.param", out / "model.bin")
@@ -247,6 +247,7 @@ def test_refine_options_are_user_errors_without_int8(tmp_path, calib_dir, capsys
     param, binf = _small_model(tmp_path)
     out = tmp_path / "out"
     for args, message in ((["--adaround"], "--adaround applies only with --int8"),
+                          (["--act-scale"], "--act-scale applies only with --int8"),
                           (["--quality", "high"], "--quality applies only with --int8"),
                           (["--int8", "--calib", str(calib_dir), "--adaround", "--refine-images", "0",
                             "shape=[24,24,3]"], "--refine-images 0: need at least 1")):
