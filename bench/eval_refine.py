@@ -31,15 +31,18 @@ LABELS = SHARED / "models" / "squeezenet_v1.1" / "synset_words.txt"
 CONFIGS = {
     "kl": {},
     "kl + amp": {"auto_mixed_precision": True},
+    "kl + amp 32": {"auto_mixed_precision": True, "amp_images": 32},
     "equalize": {"equalize": True},
     "bias correction": {"bias_correction": True},
     "adaround": {"adaround": True},
     "act scale": {"act_scale": True},
+    "adaround + amp": {"adaround": True, "auto_mixed_precision": True},
     "all four": {"equalize": True, "bias_correction": True, "adaround": True, "act_scale": True},
     "all four + amp": {"equalize": True, "bias_correction": True, "adaround": True, "act_scale": True,
                        "auto_mixed_precision": True},
     "quality high": {"quality": "high"},
     "quality high + amp": {"quality": "high", "auto_mixed_precision": True},
+    "quality high + amp 32": {"quality": "high", "auto_mixed_precision": True, "amp_images": 32},
 }
 """Name -> ``ncnnc.compile`` keywords (method kl throughout); ``quality high`` is act scale + adaround."""
 

@@ -6,6 +6,10 @@
    reused, so each layer costs only the part of the network after it.
 2. Search: layers are ordered from most to least sensitive; the smallest number of leading layers
    kept fp32 such that the whole mixed model reaches the target is found by bisection.
+3. Pruning (``prune``, the default): the layers bisection chose are tried back in int8 one at a time,
+   least sensitive first, and each stays int8 if the mixed model still reaches the target
+   (:func:`prune_fp32_layers`).  The ranking measures each layer alone, so a leading set can hold a
+   layer the others already make unnecessary.
 
 The criterion is the cosine similarity of the graph outputs (each output of one image flattened, the
 worst output counting; a detection layer's inputs instead of its rows) on the worst calibration image,
@@ -157,14 +161,34 @@ def _frontier(graph: Graph, index: int) -> list[str]:
     return [b for b in produced if b in later]
 
 
+def prune_fp32_layers(chosen: list[str], score: Callable[[list[str]], float], target: float,
+                      best: float) -> tuple[list[str], float]:
+    """Drop layers from ``chosen`` (most sensitive first) while ``score`` of the rest stays at ``target``.
+
+    Each layer is tried once, from the last of ``chosen`` (the least sensitive) to the first; a layer
+    is dropped when ``score`` (the criterion with the remaining layers fp32) is still at least
+    ``target``.  ``best`` is the score of ``chosen``.  Returns the kept layers (in ``chosen``'s order)
+    and their score.
+    """
+    kept = list(chosen)
+    for name in reversed(chosen):
+        trial = [c for c in kept if c != name]
+        value = score(trial)
+        if value >= target:
+            kept, best = trial, value
+    return kept, best
+
+
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
                        target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
-                       keep_vectors: bool = True, progress: Progress | None = None) -> MixedPrecisionReport:
+                       keep_vectors: bool = True, prune: bool = True,
+                       progress: Progress | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
     are fp32 already (user's choice) and are not candidates; with ``keep_vectors`` neither are the
-    layers reading a 1-D vector, which are kept fp32 (:data:`VECTOR_REASON`).
+    layers reading a 1-D vector, which are kept fp32 (:data:`VECTOR_REASON`).  With ``prune`` the
+    bisection's layers are tried back in int8 one at a time (:func:`prune_fp32_layers`).
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.plugins.quantizer import quantize
@@ -208,7 +232,16 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
                     progress(f"mixed precision: {mid} layer(s) fp32 -> {results[mid]:.5f}")
             lo, hi = (lo, mid) if results[mid] >= target_cos else (mid + 1, hi)
         best = results.get(lo, 1.0) if lo < len(order) else worst(order, inputs)
-        for name in order[:lo]:
+        chosen = order[:lo]
+        if prune and best >= target_cos and len(chosen) > 1:
+            def score(keep: list[str]) -> float:
+                value = worst(keep, inputs)
+                if progress:
+                    progress(f"pruning: {len(keep)} layer(s) fp32 -> {value:.5f}")
+                return value
+
+            chosen, best = prune_fp32_layers(chosen, score, target_cos, best)
+        for name in chosen:
             report.fp32_layers[name] = (f"most sensitive: worst-image output cosine {report.sensitivity[name]:.5f} "
                                         f"with only this layer int8")
     report.final_cosine = best

@@ -157,7 +157,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             method: str = "kl",
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
-            equalize: bool = False, bias_correction: bool = False, adaround: bool = False, act_scale: bool = False,
+            amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
+            act_scale: bool = False,
             quality: str = "default", refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
@@ -171,7 +172,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     "RAW"]``).  ``method`` names a calibrator.
     ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
     until the worst calibration image's output cosine reaches ``target_cos`` (measured on
-    ``amp_images`` images).  ``equalize`` (cross-layer equalization before calibration),
+    ``amp_images`` images), then with ``amp_prune`` tries each chosen layer back in int8 and leaves it int8
+    if the target still holds.  ``equalize`` (cross-layer equalization before calibration),
     ``act_scale`` (each layer's input scale searched for its smallest output error), ``bias_correction`` and
     ``adaround`` (refine steps after calibration, on ``refine_images`` calibration images, ``refine_params``
     their parameters) bring all-int8 closer to fp32; ``quality="high"`` turns on ``act_scale`` and ``adaround``.
@@ -260,7 +262,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         reasons: dict[str, str] = {}
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
-            reasons = _mixed_precision(graph, table, images, target_cos, amp_images, fp32_layers, progress, result)
+            reasons = _mixed_precision(graph, table, images, target_cos, amp_images, fp32_layers, progress, result,
+                                       amp_prune)
             result.stages["mixed precision"] = time.perf_counter() - t
         if refiners:
             say("refining ...")
@@ -383,7 +386,7 @@ def _report(fp32: Graph, result: CompileResult, images: CalibrationImages, metho
 
 
 def _mixed_precision(graph, table, images: CalibrationImages, target_cos, amp_images, fp32_layers, progress,
-                     result) -> dict[str, str]:
+                     result, prune: bool = True) -> dict[str, str]:
     from tqdm import tqdm
 
     from ncnnc.core.mixed_precision import AMP_CANDIDATES, choose_fp32_layers, hardest_images
@@ -396,7 +399,7 @@ def _mixed_precision(graph, table, images: CalibrationImages, target_cos, amp_im
             bar.update(1)
 
         amp = choose_fp32_layers(graph, table, inputs, target_cos=target_cos, fp32_layers=fp32_layers,
-                                 progress=tick)
+                                 prune=prune, progress=tick)
     result.mixed_precision = amp
     result.notes["mixed precision"] = (f"{len(amp.sensitivity)} layers measured on {len(next(iter(inputs.values())))} "
                                        f"images; worst output cosine {amp.int8_cosine:.5f} -> {amp.final_cosine:.5f}, "
