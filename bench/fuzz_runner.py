@@ -7,7 +7,9 @@ deadline.  The contract:
 - exit status 2 with exactly one line on stderr, ``ncnnc ...: error: ...``, and every output path as
   it was before (nothing new under an output name, no device or folder replaced); or
 - exit status 0, every output a regular file, and every model among them loaded by the real ncnn
-  runtime (PyPI ``ncnn``, in a separate forked child so that a crash there is seen as such);
+  runtime (PyPI ``ncnn``, in a fresh interpreter so that a crash there is seen as such: not a forked
+  child, since a process that has used the runtime holds an OpenMP thread pool a forked child would
+  wait on forever);
 - in both cases no temporary file left in an output folder, no traceback, no hang, no crash.
 """
 
@@ -19,6 +21,7 @@ import select
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import time
 import traceback
@@ -165,16 +168,28 @@ def _child(case: Case, folder: Path) -> None:
     os._exit(status)
 
 
-def _load_check(models: list[tuple[Path, Path]]) -> None:
-    """In a forked child: exit 0 if the ncnn runtime loads every model, 1 if it refuses one."""
-    import ncnn
+LOAD_CHECK = """
+import sys, ncnn
+for param, binf in zip(sys.argv[1::2], sys.argv[2::2]):
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    if net.load_param(param) != 0 or net.load_model(binf) != 0:
+        sys.exit(1)
+"""
+"""Run by a fresh interpreter on ``param bin`` pairs: exit 0 if the ncnn runtime loads every model, 1 if
+it refuses one."""
 
-    for param, binf in models:
-        net = ncnn.Net()
-        net.opt.use_vulkan_compute = False
-        if net.load_param(str(param)) != 0 or net.load_model(str(binf)) != 0:
-            os._exit(1)
-    os._exit(0)
+
+def _load_check(models: list[tuple[Path, Path]], timeout: float) -> str | None:
+    """None if the ncnn runtime loads every model, else how it did not (hang, crash, refusal)."""
+    argv = [sys.executable, "-c", LOAD_CHECK, *(str(f) for pair in models for f in pair)]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        return "hang"
+    if done.returncode < 0:
+        return "crash"
+    return None if done.returncode == 0 else "load_param/load_model != 0"
 
 
 def _wait(pid: int, deadline: float) -> int | None:
@@ -231,15 +246,8 @@ def judge(case: Case, folder: Path, wait_status: int | None, before: dict[str, t
     if missing:
         return "half-written", status, stderr, f"success without regular-file outputs: {missing}"
     if case.models:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _load_check([(folder / p, folder / b) for p, b in case.models])
-            finally:
-                os._exit(3)
-        ws = _wait(pid, time.monotonic() + timeout)
-        if ws is None or not os.WIFEXITED(ws) or os.WEXITSTATUS(ws) != 0:
-            how = "hang" if ws is None else ("crash" if os.WIFSIGNALED(ws) else "load_param/load_model != 0")
+        how = _load_check([(folder / p, folder / b) for p, b in case.models], timeout)
+        if how is not None:
             return "runtime-refused", status, stderr, f"ncnn runtime: {how}"
     return "ok-success", status, stderr, ""
 

@@ -1,5 +1,5 @@
 """`python -m ncnnc` runs the command-line interface."""
 
-from ncnnc.core.cli import main
+from ncnnc.core.cli import entry
 
-raise SystemExit(main())
+entry()
