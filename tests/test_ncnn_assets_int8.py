@@ -16,6 +16,7 @@ from ncnnc.backends.ncnn_writer import save
 from ncnnc.backends.numpy import Interpreter
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.calibration import calibrate
+from ncnnc.core.ir import Graph
 from ncnnc.core.mixed_precision import compared_blobs
 from ncnnc.core.random_weights import fill_missing_weights
 from ncnnc.frontends.ncnn import load
@@ -73,15 +74,31 @@ def tiny_rcnn(folder: Path) -> tuple[Path, Path]:
     return param, binf
 
 
+def im_info_files(folder: Path, count: int) -> list[Path]:
+    """``count`` ``.npy`` files holding the R-CNN's ``im_info`` (h, w, scale) of a 64x64 image."""
+    paths = [folder / f"info{i}.npy" for i in range(count)]
+    for path in paths:
+        np.save(path, np.array([64, 64, 1.0], np.float32))
+    return paths
+
+
+def assert_rcnn_runs_as_simulated(param: Path, binf: Path, int8: Graph, seed: int) -> None:
+    """The runtime's outputs of the int8 R-CNN on a random image equal the numpy int8 simulation's (int8
+    requantization ties may round differently: 5e-3 of the output's range)."""
+    x = {"data": np.random.default_rng(seed).uniform(-100, 100, (3, 64, 64)).astype(np.float32),
+         "im_info": np.array([64, 64, 1.0], np.float32)}
+    theirs = RuntimeNet(param, binf).run(x, int8.outputs)
+    ours = Interpreter(int8).run({k: v[None] for k, v in x.items()})
+    for name in int8.outputs:
+        assert np.abs(ours[name][0] - theirs[name]).max() <= 5e-3 * max(1.0, float(np.abs(theirs[name]).max()))
+
+
 def test_two_input_rcnn_calibrates_and_quantizes(tmp_path: Path, image_paths: list[Path]) -> None:
     """A Faster R-CNN: images for ``data`` and ``.npy`` tensors for ``im_info``, one list per input with
     per-input shapes (ncnn2table's form); the convolutions and the InnerProducts after ROIPooling get
     scales, Proposal and ROIPooling stay fp32; the int8 model runs in the runtime like the simulation."""
     param, binf = tiny_rcnn(tmp_path)
-    infos = []
-    for i in range(3):
-        infos.append(tmp_path / f"info{i}.npy")
-        np.save(infos[-1], np.array([64, 64, 1.0], np.float32))
+    infos = im_info_files(tmp_path, 3)
     graph = load(param, binf)
     table = calibrate(graph, lists=[image_paths[:3], infos], mean=[[104, 117, 123], []], norm=[[1, 1, 1], []],
                       shape=[[64, 64, 3], [3]], pixel=["BGR", "BGR"], method="minmax").table
@@ -89,12 +106,7 @@ def test_two_input_rcnn_calibrates_and_quantizes(tmp_path: Path, image_paths: li
     assert sorted(types[n] for n in table.input_scales) == ["Convolution"] * 4 + ["InnerProduct"] * 2
     int8 = quantize(graph, table).graph
     save(int8, tmp_path / "q.param", tmp_path / "q.bin")
-    x = {"data": np.random.default_rng(1).uniform(-100, 100, (3, 64, 64)).astype(np.float32),
-         "im_info": np.array([64, 64, 1.0], np.float32)}
-    theirs = RuntimeNet(tmp_path / "q.param", tmp_path / "q.bin").run(x, int8.outputs)
-    ours = Interpreter(int8).run({k: v[None] for k, v in x.items()})
-    for name in int8.outputs:
-        assert np.abs(ours[name][0] - theirs[name]).max() <= 5e-3 * max(1.0, float(np.abs(theirs[name]).max()))
+    assert_rcnn_runs_as_simulated(tmp_path / "q.param", tmp_path / "q.bin", int8, seed=1)
 
 
 def tiny_ssd(folder: Path) -> tuple[Path, Path]:
@@ -170,10 +182,7 @@ def test_compile_takes_one_list_and_shape_per_input(tmp_path: Path, image_paths:
     from ncnnc.core.cli import main
 
     param, binf = tiny_rcnn(tmp_path)
-    infos = []
-    for i in range(4):
-        infos.append(tmp_path / f"info{i}.npy")
-        np.save(infos[-1], np.array([64, 64, 1.0], np.float32))
+    infos = im_info_files(tmp_path, 4)
     images, tensors = tmp_path / "images.txt", tmp_path / "im_info.txt"
     images.write_text("".join(f"{p}\n" for p in image_paths[:4]))
     tensors.write_text("".join(f"{p}\n" for p in infos))
@@ -184,12 +193,7 @@ def test_compile_takes_one_list_and_shape_per_input(tmp_path: Path, image_paths:
     assert status == 0
     int8 = load(out / "model.param", out / "model.bin")
     assert sum(layer.type == "Convolution" and layer.p("int8_scale_term") > 0 for layer in int8.layers) == 4
-    x = {"data": np.random.default_rng(2).uniform(-100, 100, (3, 64, 64)).astype(np.float32),
-         "im_info": np.array([64, 64, 1.0], np.float32)}
-    theirs = RuntimeNet(out / "model.param", out / "model.bin").run(x, int8.outputs)
-    ours = Interpreter(int8).run({k: v[None] for k, v in x.items()})
-    for name in int8.outputs:
-        assert np.abs(ours[name][0] - theirs[name]).max() <= 5e-3 * max(1.0, float(np.abs(theirs[name]).max()))
+    assert_rcnn_runs_as_simulated(out / "model.param", out / "model.bin", int8, seed=2)
     assert main(["compile", str(param), str(binf), "--int8", "--calib", str(images), "shape=[64,64,3]",
                  "-o", str(tmp_path / "bad")]) == 2  # one list for two inputs: one clear error
     assert not (tmp_path / "bad").exists()
