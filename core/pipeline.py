@@ -134,18 +134,16 @@ class CalibrationImages:
         return load_batch(specs, picks)  # type: ignore[arg-type]
 
     def check_fits(self, graph: Graph) -> None:
-        """A user error now, before any work, when an input's ``shape=`` cannot feed the model's weights."""
-        from ncnnc.core.input_check import PIXEL_CHANNELS, check_mean_norm, check_shape_fits
+        """A user error now, before any work: the checks of :meth:`specs` (lists, pixel types, mean/norm
+        lengths), and an input's ``shape=`` that cannot feed the model's weights."""
+        from ncnnc.core.input_check import PIXEL_CHANNELS, check_shape_fits
 
+        specs = self.specs(graph)
         shapes = {}
-        for i, blob in enumerate(graph.inputs):
-            pixel = self.pixel[i] if i < len(self.pixel) else "BGR"
-            shape = self.shape[i] if i < len(self.shape) else []
-            check_mean_norm(self.mean[i] if i < len(self.mean) else None, self.norm[i] if i < len(self.norm)
-                            else None, pixel, shape=shape or None)
+        for spec, shape in zip(specs, self.shape):
             if len(shape) >= 2 and shape[0] > 0 and shape[1] > 0:
                 w, h, *c = shape
-                shapes[blob] = (c[0] if c else PIXEL_CHANNELS.get(pixel.upper(), 3), h, w)
+                shapes[spec.blob] = (c[0] if c else PIXEL_CHANNELS.get(spec.pixel, 3), h, w)
         if len(shapes) == len(graph.inputs):  # (with an input left open, inference cannot judge the rest)
             check_shape_fits(graph.copy(), shapes, "shape=" + ",".join(
                 f"[{','.join(map(str, s))}]" for s in self.shape))
