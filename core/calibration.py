@@ -38,6 +38,7 @@ from ncnnc.core.input_check import check_mean_norm
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
+from ncnnc.core.winograd import INT6_MAX, WINOGRAD_BITS, is_winograd_conv, winograd_scales
 
 MAX_THREADS = 256
 """Most worker processes a calibration starts (``thread=``): each is a process, not a light thread."""
@@ -49,8 +50,6 @@ DEFAULT_THREADS = os.cpu_count() or 1
 """Layer types whose input blob and weights get scales (as in ncnn2table)."""
 
 INT8_MAX = 127
-INT6_MAX = 31
-"""ncnn2table quantizes the weights of 3x3 stride-1 dilation-1 convolutions to 6 bits (int8 winograd F43)."""
 
 FALLBACK_SCALE = 1.0
 """Scale of an all-zero weight channel or an all-zero blob: any finite value is exact there."""
@@ -277,13 +276,10 @@ def weight_rows(layer: Layer) -> np.ndarray:
     return w.reshape(int(rows), -1)
 
 
-def weight_bits_max(layer: Layer) -> int:
-    """127, or 31 for a 3x3 stride-1 dilation-1 Convolution (ncnn2table's 6-bit winograd rule)."""
-    if layer.type == "Convolution" and all(
-            layer.p(k) == v for k, v in (("kernel_w", 3), ("kernel_h", 3), ("dilation_w", 1),
-                                          ("dilation_h", 1), ("stride_w", 1), ("stride_h", 1))):
-        return INT6_MAX
-    return INT8_MAX
+def weight_bits_max(layer: Layer, winograd_bits: int = 6) -> int:
+    """The largest int8 weight magnitude: 127, or 31 for a winograd convolution with ``winograd_bits=6``
+    (ncnn2table's rule; with 8 its channels are bounded by a sum instead, :mod:`ncnnc.core.winograd`)."""
+    return INT6_MAX if winograd_bits == 6 and is_winograd_conv(layer) else INT8_MAX
 
 
 ALPHA_GAUSSIAN = (0.0, 1.71063519, 2.15159277, 2.55913646, 2.93620062, 3.28691474, 3.6151146, 3.92403714)
@@ -304,15 +300,19 @@ def aciq_gaussian_clip(absmax: float, n: int, bits: int = 8) -> float:
     return float(np.float32(float(np.float32(ALPHA_GAUSSIAN[bits - 1])) * sigma))
 
 
-def weight_scales(layer: Layer, rule: str = "absmax") -> np.ndarray:
+def weight_scales(layer: Layer, rule: str = "absmax", winograd_bits: int = 6) -> np.ndarray:
     """ncnn2table's weight scales of a layer, float32, one per output channel (group for depthwise).
 
-    ``absmax``: ``127 / absmax`` (``31 / absmax`` for 6-bit convolutions); ``aciq``: the same over
-    the ACIQ clip of each row.  An all-zero row gets 1.0 (ncnn would write inf).
+    ``absmax``: ``127 / absmax`` (``31 / absmax`` for 6-bit winograd convolutions); ``aciq``: the same
+    over the ACIQ clip of each row.  An all-zero row gets 1.0 (ncnn would write inf).  With
+    ``winograd_bits=8`` a winograd convolution's channels get the largest scale ncnn's int8 winograd
+    computes exactly (:func:`~ncnnc.core.winograd.winograd_scales`) instead of 6 bits.
     """
+    if winograd_bits not in WINOGRAD_BITS:
+        raise NcnncError(f"winograd bits {winograd_bits}: expected one of {', '.join(map(str, WINOGRAD_BITS))}")
     rows = weight_rows(layer)
     absmax = np.abs(rows).max(axis=1).astype(np.float32) if rows.size else np.zeros(len(rows), np.float32)
-    qmax = weight_bits_max(layer)
+    qmax = weight_bits_max(layer, winograd_bits)
     if rule == "aciq":
         bits = 6 if qmax == INT6_MAX else 8
         clip = np.array([aciq_gaussian_clip(a, rows.shape[1], bits) for a in absmax], dtype=np.float32)
@@ -320,6 +320,8 @@ def weight_scales(layer: Layer, rule: str = "absmax") -> np.ndarray:
         clip = absmax
     else:
         raise ValueError(f"unknown weight scale rule {rule!r}")
+    if winograd_bits == 8 and is_winograd_conv(layer):
+        return winograd_scales(rows, clip)
     with np.errstate(divide="ignore", over="ignore"):
         scales = np.float32(qmax) / clip
     return np.where((clip > 0) & np.isfinite(scales), scales, np.float32(FALLBACK_SCALE)).astype(np.float32)
@@ -733,7 +735,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
               shape: Sequence[Sequence[int]] | Sequence[int] = (),
               pixel: Sequence[str] | str = (), npy: bool = False, threads: int = 1,
               batch_size: int = DEFAULT_BATCH, cache_mb: int = 1024, progress: bool = False,
-              executor: Executor | str | Any | None = None, scheduler: str | None = None) -> CalibrationResult:
+              executor: Executor | str | Any | None = None, scheduler: str | None = None,
+              winograd_bits: int = 6) -> CalibrationResult:
     """Calibrate a model on images and return (and with ``out``, write) its table.
 
     ``lists``: one list file / directory / sequence of paths per model input (a single one, or a
@@ -741,6 +744,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     (ncnn2table's ``[w, h, c]``) and ``pixel`` are per input; a flat list is taken as the value
     for a one-input model.  ``method`` names a registered calibrator, ``method_params`` its
     parameters (the keyword :func:`ncnnc.compile` takes too).  ``threads`` processes share the batches.
+    ``winograd_bits`` (6 as ncnn2table, or 8) sets the weight scales of 3x3 stride-1 convolutions
+    (:func:`weight_scales`).
 
     ``executor`` says where the work runs: ``"local"`` (default: ``threads`` processes here), a
     ``distributed.Client``, ``"dask"`` with a ``scheduler`` address (``tcp://host:8786``), or an
@@ -753,6 +758,8 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     start = time.perf_counter()
     factory = find_calibrator(method)
     resolved = factory.resolve(method_params)
+    if winograd_bits not in WINOGRAD_BITS:
+        raise NcnncError(f"winograd bits {winograd_bits}: expected one of {', '.join(map(str, WINOGRAD_BITS))}")
     graph = load_graph(model, bin_path)
     specs = input_specs(graph, per_input_lists(graph, lists), mean=per_input_values(mean), norm=per_input_values(norm),
                         shape=per_input_values(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),
@@ -777,7 +784,7 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
         table = CalibrationTable()
         layers = []
         for t in targets:
-            table.weight_scales[t.name] = weight_scales(t.layer, factory.weights)
+            table.weight_scales[t.name] = weight_scales(t.layer, factory.weights, winograd_bits)
         found = dict(zip(stats, session.map_here(SearchThreshold(stats), list(stats))))  # one search each
         for t in targets:
             absmax, threshold, scale = found[t.source]

@@ -131,11 +131,12 @@ def vector_input_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[s
 
 
 def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], count: int, *,
-                   fp32_layers: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                   fp32_layers: Iterable[str] = (), asymmetric: bool = False) -> dict[str, np.ndarray]:
     """The ``count`` images of the batch ``inputs`` whose outputs the all-int8 model (but ``fp32_layers``)
     drifts furthest from fp32 on: the worst-image criterion then generalises to images like them (a
     text detector's nearly empty probability maps, a detector's crowded scenes).  The vector-input layers
-    count as fp32, as :func:`choose_fp32_layers` keeps them."""
+    count as fp32, as :func:`choose_fp32_layers` keeps them.  ``asymmetric``: quantized as
+    ``quantize(asymmetric=True)`` does."""
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.plugins.quantizer import quantize
 
@@ -144,7 +145,7 @@ def hardest_images(graph: Graph, table: CalibrationTable, inputs: Mapping[str, n
         return dict(inputs)
     outputs = compared_blobs(graph)
     fixed = set(fp32_layers) | set(table.commented) | set(vector_input_layers(graph, table, inputs))
-    int8 = quantize(graph, table, fp32_layers=fixed).graph
+    int8 = quantize(graph, table, fp32_layers=fixed, asymmetric=asymmetric).graph
     fp32_run, int8_run = Interpreter(graph), Interpreter(int8)
     cos = []
     for start in range(0, len(first), count):  # a batch at a time: the candidates may be many large images
@@ -181,14 +182,15 @@ def prune_fp32_layers(chosen: list[str], score: Callable[[list[str]], float], ta
 
 def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray], *,
                        target_cos: float = DEFAULT_TARGET_COS, fp32_layers: Iterable[str] = (),
-                       keep_vectors: bool = True, prune: bool = True,
+                       keep_vectors: bool = True, prune: bool = True, asymmetric: bool = False,
                        progress: Progress | None = None) -> MixedPrecisionReport:
     """Find the layers to keep fp32 so that the mixed model's outputs reach ``target_cos``.
 
     ``inputs`` are batched calibration inputs (``(N, c, h, w)`` per graph input); ``fp32_layers``
     are fp32 already (user's choice) and are not candidates; with ``keep_vectors`` neither are the
     layers reading a 1-D vector, which are kept fp32 (:data:`VECTOR_REASON`).  With ``prune`` the
-    bisection's layers are tried back in int8 one at a time (:func:`prune_fp32_layers`).
+    bisection's layers are tried back in int8 one at a time (:func:`prune_fp32_layers`).  With
+    ``asymmetric`` the mixed models are quantized as ``quantize(asymmetric=True)`` does.
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
     from ncnnc.plugins.quantizer import quantize
@@ -206,7 +208,7 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
     reference = Interpreter(graph).run(dict(inputs), outputs)
 
     def worst(keep_fp32: Iterable[str], feed: Mapping[str, np.ndarray], pinned: set[str] = fixed) -> float:
-        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | pinned).graph
+        mixed = quantize(graph, table, fp32_layers=set(keep_fp32) | pinned, asymmetric=asymmetric).graph
         return float(output_cosine(reference, Interpreter(mixed).run(dict(feed), outputs)).min())
 
     fp32 = Interpreter(graph)

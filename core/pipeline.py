@@ -156,7 +156,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
-            act_scale: bool = False,
+            act_scale: bool = False, winograd_bits: int = 6, asymmetric: bool = False,
             quality: str = "default", refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
@@ -175,6 +175,10 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``act_scale`` (each layer's input scale searched for its smallest output error), ``bias_correction`` and
     ``adaround`` (refine steps after calibration, on ``refine_images`` calibration images, ``refine_params``
     their parameters) bring all-int8 closer to fp32; ``quality="high"`` turns on ``act_scale`` and ``adaround``.
+    ``winograd_bits=8`` quantizes 3x3 stride-1 convolutions as finely as ncnn's int8 winograd computes exactly
+    (up to 8 bits per channel) instead of ncnn2table's 6 bits (:mod:`ncnnc.core.winograd`); ``asymmetric``
+    quantizes the inputs of layers that read ReLU outputs with 255 levels instead of 128
+    (:mod:`ncnnc.core.asymmetric`).
     With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
@@ -253,7 +257,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         say(f"calibrating ({method}) ...")
         cal = calibrate(graph, lists=images.lists, method=method, method_params=method_params, mean=images.mean,
                         norm=images.norm, shape=images.shape, pixel=images.pixel, threads=threads, executor=executor,
-                        scheduler=scheduler, progress=progress)
+                        scheduler=scheduler, progress=progress, winograd_bits=winograd_bits)
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
@@ -261,14 +265,15 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
             reasons = _mixed_precision(graph, table, images, target_cos, amp_images, fp32_layers, progress, result,
-                                       amp_prune)
+                                       amp_prune, asymmetric)
             result.stages["mixed precision"] = time.perf_counter() - t
         if refiners:
             say("refining ...")
             _refine(graph, table, refiners, refine_params, images, refine_images, [*fp32_layers, *reasons], progress,
-                    result)
+                    result, winograd_bits, asymmetric)
         t = time.perf_counter()
-        quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source)
+        quantized = quantize(graph, table, fp32_layers=fp32_layers, fp32_reasons=reasons, model_path=source,
+                             asymmetric=asymmetric)
         out_graph = quantized.graph
         table = _comment_out(table, list(quantized.report.kept_fp32))
         result.quantize_report = quantized.report
@@ -276,7 +281,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         report = quantized.report
         result.notes["quantize"] = (quantized_count_line(len(report.quantized), len(report.dynamic),
                                                          len(report.kept_fp32))
-                                    + f" (requantize fusion on {len(report.requantized)})"
+                                    + f" (requantize fusion on {len(report.requantized)}"
+                                    + (f", asymmetric inputs on {len(report.asymmetric)})" if asymmetric else ")")
                                     + "".join(f"\n{'':28}fp32 {n}: {why}" for n, why in report.kept_fp32.items()))
     else:
         from ncnnc.backends.ncnn_writer import convert_storage
@@ -338,7 +344,7 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
 
 
 def _refine(graph, table, refiners, refine_params, images: CalibrationImages, refine_images, fp32_layers,
-            progress, result) -> None:
+            progress, result, winograd_bits: int = 6, asymmetric: bool = False) -> None:
     """The refine walk: each refiner's own time as a stage, the walk's forward passes as ``refine walk``."""
     from tqdm import tqdm
 
@@ -353,7 +359,8 @@ def _refine(graph, table, refiners, refine_params, images: CalibrationImages, re
             bar.set_postfix_str(name[-40:])
             bar.update(1)
 
-        report = refine_graph(graph, table, inputs, refiners, refine_params, fp32_layers=fp32_layers, progress=tick)
+        report = refine_graph(graph, table, inputs, refiners, refine_params, fp32_layers=fp32_layers, progress=tick,
+                              winograd_bits=winograd_bits, asymmetric=asymmetric)
     for r in refiners:
         result.stages[r.name.replace("-", " ")] = report.seconds[r.name]
         notes = [n for layer_notes in report.notes.values() for n in layer_notes if n.startswith(r.name)]
@@ -384,20 +391,20 @@ def _report(fp32: Graph, result: CompileResult, images: CalibrationImages, metho
 
 
 def _mixed_precision(graph, table, images: CalibrationImages, target_cos, amp_images, fp32_layers, progress,
-                     result, prune: bool = True) -> dict[str, str]:
+                     result, prune: bool = True, asymmetric: bool = False) -> dict[str, str]:
     from tqdm import tqdm
 
     from ncnnc.core.mixed_precision import AMP_CANDIDATES, choose_fp32_layers, hardest_images
 
     inputs = images.sample(graph, amp_images * AMP_CANDIDATES)
-    inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers)
+    inputs = hardest_images(graph, table, inputs, amp_images, fp32_layers=fp32_layers, asymmetric=asymmetric)
     with tqdm(desc="mixed precision", unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
         def tick(message: str) -> None:
             bar.set_postfix_str(message[-60:])
             bar.update(1)
 
         amp = choose_fp32_layers(graph, table, inputs, target_cos=target_cos, fp32_layers=fp32_layers,
-                                 prune=prune, progress=tick)
+                                 prune=prune, asymmetric=asymmetric, progress=tick)
     result.mixed_precision = amp
     result.notes["mixed precision"] = (f"{len(amp.sensitivity)} layers measured on {len(next(iter(inputs.values())))} "
                                        f"images; worst output cosine {amp.int8_cosine:.5f} -> {amp.final_cosine:.5f}, "

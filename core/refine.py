@@ -31,6 +31,7 @@ from ncnnc.core.calibration import CalibratorParam, quant_targets, weight_bits_m
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.table import CalibrationTable
+from ncnnc.core.winograd import is_winograd_conv
 
 CHUNK = 8
 """Images per layer call in the walk (bounds the temporary memory of one layer)."""
@@ -60,23 +61,40 @@ class LayerStep:
     this one's; the walk gives them this layer's ``input_scale``."""
     input_scale_fixed: bool = False
     """True when an earlier layer of ``input_shared`` set the input scale already (it must not change)."""
+    winograd_bits: int = 6
+    """How the table quantized winograd convolutions (:func:`~ncnnc.core.calibration.weight_scales`)."""
+    asymmetric: bool = False
+    """Whether the quantizer gives this layer's input 255 levels (:mod:`ncnnc.core.asymmetric`)."""
 
     @property
     def qmax(self) -> int:
         """The largest int8 weight magnitude (31 for ncnn2table's 6-bit winograd convolutions)."""
-        return weight_bits_max(self.layer)
+        return weight_bits_max(self.layer, self.winograd_bits)
+
+    @property
+    def winograd_budget(self) -> bool:
+        """Whether each output channel's ``sum |q|`` must stay within
+        :data:`~ncnnc.core.winograd.WINOGRAD_SUM_LIMIT` (8-bit winograd convolutions)."""
+        return self.winograd_bits == 8 and is_winograd_conv(self.layer)
 
     def dequantized_input(self) -> np.ndarray:
         """``x_quant`` as the int8 layer sees it: ``float2int8(x * scale) / scale`` (computed once)."""
         if "x_hat" not in self.cache:
-            self.cache["x_hat"] = dequantize_input(self.x_quant, self.input_scale)
+            self.cache["x_hat"] = dequantize_input(self.x_quant, self.input_scale, self.asymmetric)
         return self.cache["x_hat"]
 
 
-def dequantize_input(x: np.ndarray, scale: float) -> np.ndarray:
-    """``float2int8(x * scale) / scale`` in float32: the values an int8 layer computes with."""
+def dequantize_input(x: np.ndarray, scale: float, asymmetric: bool = False) -> np.ndarray:
+    """``float2int8(x * scale) / scale`` in float32: the values an int8 layer computes with; with
+    ``asymmetric`` those of a shifted input, ``float2int8((x - c) * 2 scale) / (2 scale) + c``
+    (:mod:`ncnnc.core.asymmetric`)."""
     from ncnnc.core.int8 import float2int8
 
+    if asymmetric:
+        from ncnnc.core.asymmetric import Shift
+
+        c, s = Shift(scale).offset, np.float32(2 * scale)
+        return (float2int8((x - c) * s).astype(np.float32) / s + c).astype(np.float32)
     s = np.float32(scale)
     return float2int8(x * s).astype(np.float32) / s
 
@@ -185,11 +203,14 @@ def _split_sources(graph: Graph) -> dict[str, str]:
 def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.ndarray],
                  refiners: Sequence[Refiner], params: Mapping[str, Any] | None = None,
                  fp32_layers: Iterable[str] = (),
-                 progress: Callable[[str], None] | None = None) -> RefineReport:
+                 progress: Callable[[str], None] | None = None, winograd_bits: int = 6,
+                 asymmetric: bool = False) -> RefineReport:
     """Walk ``graph`` over batched ``inputs`` and let ``refiners`` adjust each quantized layer in place.
 
     Layers in ``fp32_layers``, commented out in ``table`` or without scales stay fp32 in the simulated
-    quantized model and are not refined.
+    quantized model and are not refined.  ``winograd_bits`` says how ``table`` quantized the winograd
+    convolutions (refiners keep them within what the runtime computes exactly); with ``asymmetric`` the
+    layers the quantizer will shift (:func:`~ncnnc.core.asymmetric.shifted_layers`) see their inputs so.
     """
     from ncnnc.backends.numpy.blas import single_thread
 
@@ -200,6 +221,12 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
     keep = set(fp32_layers) | set(table.commented)
     quantized = {t.name for t in quant_targets(graph)
                  if t.name in table.input_scales and t.name in table.weight_scales and t.name not in keep}
+    if asymmetric:
+        from ncnnc.core.asymmetric import shifted_layers
+
+        shifted = shifted_layers(graph, table, quantized)
+    else:
+        shifted = set()
     last = {b: i for i, layer in enumerate(graph.layers) for b in layer.inputs}
     source = _split_sources(graph)
     readers: dict[str, list[str]] = {}
@@ -218,7 +245,8 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
             if layer.name in quantized:
                 ws, s_in = table.weight_scales[layer.name], table.input_scales[layer.name]
                 out_f = [run_op(layer, xf)]
-                step = LayerStep(layer, ws, s_in, xf[0], xq[0], resolved, tuple(r.name for r in ordered))
+                step = LayerStep(layer, ws, s_in, xf[0], xq[0], resolved, tuple(r.name for r in ordered),
+                                 winograd_bits=winograd_bits, asymmetric=layer.name in shifted)
                 shared = [n for n in readers[source.get(layer.inputs[0], layer.inputs[0])] if n != layer.name]
                 step.input_shared = tuple((graph.layer(n), table.weight_scales[n]) for n in shared)
                 step.input_scale_fixed = any(n in visited for n in shared)

@@ -62,6 +62,8 @@ class QuantizeReport:
     quantized: list[str] = field(default_factory=list)
     dynamic: list[str] = field(default_factory=list)
     requantized: list[str] = field(default_factory=list)
+    asymmetric: list[str] = field(default_factory=list)
+    """Quantized layers whose inputs were shifted to use all 255 levels (``quantize(asymmetric=True)``)."""
     kept_fp32: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -82,11 +84,12 @@ class QuantizeResult:
 
 def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers: Iterable[str] = (),
              fp32_reasons: dict[str, str] | None = None, model_path: str | None = None,
-             table_path: str | None = None) -> QuantizeResult:
+             table_path: str | None = None, asymmetric: bool = False) -> QuantizeResult:
     """Quantize a copy of ``graph`` with ``table`` (None: weight-only quantization only).
 
     ``fp32_layers`` stay fp32 (``fp32_reasons`` may say why, for the report); ``model_path``
-    and ``table_path`` only name the files in error messages.
+    and ``table_path`` only name the files in error messages.  With ``asymmetric`` the inputs of
+    layers that read ReLU outputs get 255 levels instead of 128 (:mod:`ncnnc.core.asymmetric`).
     """
     check_fp32_model(graph, model_path)
     graph = graph.copy()
@@ -101,6 +104,7 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
     report = QuantizeReport()
     reasons |= {name: ONE_D_REASON for name in _one_d_convolutions(graph) if name not in keep}
     keep |= set(reasons)
+    static = []
     for layer in graph.layers:
         if layer.type not in STATIC_TYPES + DYNAMIC_TYPES:
             continue
@@ -114,9 +118,20 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
             if why:
                 report.kept_fp32[layer.name] = why
             else:
-                _quantize_static(layer, table.weight_scales[layer.name], table.input_scales[layer.name])
-                report.quantized.append(layer.name)
-    report.requantized = fuse_requantize(graph)
+                static.append(layer)
+    input_scales = {layer.name: table.input_scales[layer.name] for layer in static}
+    shifted: set[str] = set()
+    if asymmetric:
+        from ncnnc.core.asymmetric import apply_shifts, plan_shifts
+
+        shifts = plan_shifts(graph, table, set(input_scales))
+        input_scales |= apply_shifts(graph, table, shifts)
+        report.asymmetric = [c.name for shift in shifts for c in shift.consumers]
+        shifted = {p.name for shift in shifts for p in shift.producers}
+    for layer in static:
+        _quantize_static(layer, table.weight_scales[layer.name], input_scales[layer.name])
+        report.quantized.append(layer.name)
+    report.requantized = fuse_requantize(graph, skip=shifted)
     convert_storage(graph, "fp16")
     return QuantizeResult(graph, report)
 
@@ -298,15 +313,16 @@ def _requantize_target(graph: Graph, layer: Layer, consumers: dict[str, list[Lay
     return readers[0] if all(_is_int8_conv(c) for c in readers) else None
 
 
-def fuse_requantize(graph: Graph) -> list[str]:
-    """Give int8 convolutions feeding int8 convolutions an int8 output (``8 += 100``).
+def fuse_requantize(graph: Graph, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Give int8 convolutions feeding int8 convolutions an int8 output (``8 += 100``), but those in ``skip``.
 
     Returns the names of the layers changed.
     """
     consumers = graph.consumer_map()
     fused = []
     for layer in graph.layers:
-        if not _is_int8_conv(layer) or len(layer.outputs) != 1 or layer.p("int8_scale_term") > 100:
+        if (not _is_int8_conv(layer) or len(layer.outputs) != 1 or layer.p("int8_scale_term") > 100
+                or layer.name in skip):
             continue
         target = _requantize_target(graph, layer, consumers)
         if target is None:

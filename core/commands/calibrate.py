@@ -8,6 +8,7 @@ from ncnnc.core.calibration import DEFAULT_BATCH, DEFAULT_THREADS, calibrate
 from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
+from ncnnc.core.winograd import WINOGRAD_BITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
     parser.add_argument("--shard-batches", type=int, default=None, metavar="N",
                         help="batches per Dask task (default 8)")
+    parser.add_argument("--winograd-bits", type=int, choices=WINOGRAD_BITS, default=6,
+                        help="weights of 3x3 stride-1 convolutions: 6 bits as ncnn2table (default), or 8: per "
+                             "channel as fine as ncnn's int8 winograd computes exactly")
     parser.add_argument("--verbose", "-v", action="store_true", help="print absmax / threshold / scale per layer")
 
 
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                        norm=_per_input(args.norm, "--norm"), shape=_per_input(args.shape, "--shape", ints=True),
                        pixel=[p for v in args.pixel for p in v.split(",") if p], npy=args.npy,
                        threads=args.threads, batch_size=args.batch_size, cache_mb=args.cache_mb, progress=True,
-                       executor=make_executor(args.executor, args.scheduler, args.threads, args.shard_batches))
+                       executor=make_executor(args.executor, args.scheduler, args.threads, args.shard_batches),
+                       winograd_bits=args.winograd_bits)
     if args.verbose:
         for rep in result.layers:
             absmax = f"{rep.absmax:<15f}" if rep.absmax is not None else f"{'-':<15}"

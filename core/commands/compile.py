@@ -20,6 +20,7 @@ from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
 from ncnnc.core.mixed_precision import DEFAULT_TARGET_COS
 from ncnnc.core.pipeline import QUALITIES
+from ncnnc.core.winograd import WINOGRAD_BITS
 
 OPTION_KEYS = ("mean", "norm", "shape", "pixel", "method", "thread")
 
@@ -80,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search each int8 layer's input scale for its smallest output error (after calibration)")
     parser.add_argument("--adaround", action="store_true",
                         help="learn each int8 weight's rounding (up/down) to minimise the layer's output error")
+    parser.add_argument("--winograd-bits", type=int, choices=WINOGRAD_BITS, default=6,
+                        help="weights of 3x3 stride-1 convolutions: 6 bits as ncnn2table (default), or 8: per "
+                             "channel as fine as ncnn's int8 winograd computes exactly")
+    parser.add_argument("--asymmetric", action="store_true",
+                        help="quantize the inputs of layers that read ReLU outputs with 255 levels instead of 128 "
+                             "(shifted by the producers, added back in the consumers' biases)")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
                         help="preset: high = --act-scale --adaround")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
@@ -145,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
             ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
             ("--equalize", args.equalize), ("--bias-correction", args.bias_correction), ("--adaround", args.adaround),
-            ("--act-scale", args.act_scale),
+            ("--act-scale", args.act_scale), ("--winograd-bits", args.winograd_bits != 6),
+            ("--asymmetric", args.asymmetric),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
@@ -177,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
                      target=args.target, emit_asm=args.emit_asm, emit_llvm=args.emit_llvm,
                      out_dir=args.output, progress=True, report_html=args.report,
                      equalize=args.equalize, bias_correction=args.bias_correction, adaround=args.adaround,
-                     act_scale=args.act_scale,
+                     act_scale=args.act_scale, winograd_bits=args.winograd_bits,
+                     asymmetric=args.asymmetric,
                      quality=args.quality, refine_images=args.refine_images)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs="+", metavar="ARG",
                         help="IN.param IN.bin LIST[,LIST...] OUT.table, then key=value: mean=[..] norm=[..] "
                              "shape=[w,h,c] pixel=RAW/RGB/BGR/GRAY/RGBA/BGRA thread=N method=NAME type=0/1 "
-                             "batch=N cache=MB executor=local/dask scheduler=ADDRESS shard=N and the method's "
-                             "parameters")
+                             "batch=N cache=MB executor=local/dask scheduler=ADDRESS shard=N winograd=6/8 and the "
+                             "method's parameters")
 
 
 def parse_float_lists(value: str, key: str) -> list[list[float]]:
@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
             where[key] = value
         elif key == "shard":
             where["shard_batches"] = parse_int(value, key, 1)
+        elif key == "winograd":
+            if value not in ("6", "8"):
+                raise NcnncError(f"winograd={value}: expected 6 (ncnn2table's 6-bit 3x3 weights) or 8")
+            kw["winograd_bits"] = int(value)
         else:
             method_params[key] = value
     executor = make_executor(where.get("executor"), where.get("scheduler"), kw["threads"], where.get("shard_batches"))

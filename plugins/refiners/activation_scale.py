@@ -50,10 +50,10 @@ def sample(x: np.ndarray, count: int) -> np.ndarray:
 
 
 def output_error(layer: Layer, weight_scales: np.ndarray, scale: float, reference: np.ndarray,
-                 xq: np.ndarray) -> float:
+                 xq: np.ndarray, asymmetric: bool = False) -> float:
     """Mean squared error of the int8 ``layer``'s output (after its activation) on ``xq`` quantized with
-    ``scale``, against ``reference``."""
-    out = run_op(fake_quantized(layer, weight_scales), [dequantize_input(xq, scale)])
+    ``scale`` (asymmetrically: :func:`~ncnnc.core.refine.dequantize_input`), against ``reference``."""
+    out = run_op(fake_quantized(layer, weight_scales), [dequantize_input(xq, scale, asymmetric)])
     return float(np.mean((out.astype(np.float64) - reference) ** 2))
 
 
@@ -69,7 +69,7 @@ def search_input_scale(step: LayerStep) -> str | None:
     errors = np.zeros(len(candidates))
     for layer, weight_scales in ((step.layer, step.weight_scales), *step.input_shared):
         reference = run_op(layer, [xf]).astype(np.float64)
-        errors += [output_error(layer, weight_scales, s, reference, xq) for s in candidates]
+        errors += [output_error(layer, weight_scales, s, reference, xq, step.asymmetric) for s in candidates]
     best = int(np.argmin(errors))  # the table's scale (first) wins ties
     if best == 0:
         return f"table scale {old:.4g} kept (error {errors[0]:.4g})"

@@ -16,7 +16,9 @@ from nearest rounding: sweeps over the weights flip a weight's rounding when tha
 error, with the gradient ``A q`` updated after each flip, until a sweep flips nothing (at most ``sweeps``).
 The result is never worse than nearest on the calibration data.  A layer with fewer than
 ``adaround_samples`` input patches per weight keeps nearest rounding (too little data to choose from).
-Weights stay within ``+-qmax`` (``31`` for ncnn2table's 6-bit winograd convolutions).
+Weights stay within ``+-qmax`` (``31`` for ncnn2table's 6-bit winograd convolutions), and the channels of
+an 8-bit winograd convolution within the sum ncnn's winograd kernels compute exactly
+(:data:`~ncnnc.core.winograd.WINOGRAD_SUM_LIMIT`): scales and roundings beyond it are not chosen.
 
 The chosen ``q`` are stored as ``q / scale`` in float32, which the quantizer rounds back to ``q`` exactly.
 Costs one pass over each layer's input patches for the moments, then ``sweeps * K`` vector steps.
@@ -31,6 +33,7 @@ from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.int8 import float2int8
 from ncnnc.core.ir import Weight
 from ncnnc.core.refine import LayerStep, Refiner
+from ncnnc.core.winograd import WINOGRAD_SUM_LIMIT
 from ncnnc.plugins.refiners.patches import PatchStats, patch_layout, patch_stats
 
 
@@ -80,16 +83,24 @@ def nearest(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
     return np.clip(float2int8(w * s[..., None].astype(np.float32)).astype(np.float64), -qmax, qmax)
 
 
-def search_scales(w: np.ndarray, s: np.ndarray, qmax: int, m: PatchStats, grid: int, widest: float) -> np.ndarray:
+def within_budget(q: np.ndarray, budget: bool) -> np.ndarray:
+    """Per row of ``q (G, R, K)``, whether ncnn's winograd computes it exactly (always true without ``budget``)."""
+    return np.abs(q).sum(axis=-1) <= WINOGRAD_SUM_LIMIT if budget else np.ones(q.shape[:-1], bool)
+
+
+def search_scales(w: np.ndarray, s: np.ndarray, qmax: int, m: PatchStats, grid: int, widest: float,
+                  budget: bool = False) -> np.ndarray:
     """Per row, the scale among ``s * f`` (``f`` from 1 to ``widest`` in ``grid`` steps: clipping the largest
-    weights for finer steps) whose nearest rounding reconstructs the output best."""
+    weights for finer steps) whose nearest rounding reconstructs the output best (with ``budget``, among
+    the larger scales only those whose weights stay within the winograd sum limit)."""
     factors = np.linspace(1.0, widest, max(grid, 1))
     w64 = w.astype(np.float64)
     best, best_err = s.copy(), None
     for f in factors:
         cand = (s * np.float32(f)).astype(np.float32)
-        err = reconstruction_error(m, nearest(w, cand, qmax), cand, w64)
-        better = np.ones(err.shape, bool) if best_err is None else err < best_err
+        q = nearest(w, cand, qmax)
+        err = reconstruction_error(m, q, cand, w64)
+        better = np.ones(err.shape, bool) if best_err is None else (err < best_err) & within_budget(q, budget)
         best = np.where(better, cand, best)
         best_err = err if best_err is None else np.where(better, err, best_err)
     return best
@@ -114,11 +125,12 @@ def round_layer(step: LayerStep) -> str | None:
     w64 = w.astype(np.float64)
     before = reconstruction_error(m, nearest(w, s, step.qmax), s, w64)
     s = search_scales(w, s, step.qmax, m, int(step.params["adaround_scale_grid"]),
-                      float(step.params["adaround_scale_max"]))
+                      float(step.params["adaround_scale_max"]), step.winograd_budget)
     start = nearest(w, s, step.qmax)
     q, flips = learn_rounding(w, s, step.qmax, m, int(step.params["adaround_sweeps"]))
     after = reconstruction_error(m, q, s, w64)
-    q = np.where((after <= reconstruction_error(m, start, s, w64))[..., None], q, start)  # float noise guard
+    keep = (after <= reconstruction_error(m, start, s, w64)) & within_budget(q, step.winograd_budget)
+    q = np.where(keep[..., None], q, start)  # float noise guard; rounded up beyond the winograd limit
     learned = (q / s[..., None].astype(np.float64)).astype(np.float32)
     layer.weights["weight"] = Weight(learned.reshape(weight.shape), "fp32")
     step.weight_scales = s.reshape(-1).astype(np.float32)

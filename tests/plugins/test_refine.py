@@ -207,6 +207,7 @@ def calib_dir(image_paths, tmp_path_factory):
 
 
 @pytest.mark.parametrize("extra", [["--quality", "high", "--equalize", "method=aciq"],
+                                   ["--quality", "high", "--asymmetric", "--winograd-bits", "8"],
                                    ["--act-scale", "--adaround", "--bias-correction", "--auto-mixed-precision",
                                     "--target-cos", "0.99999"]])
 def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_dir, image_paths, extra, capsys):
@@ -230,6 +231,10 @@ def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_d
                                        rtol=1e-3, atol=1e-3)
     else:
         assert not kept
+    if "--asymmetric" in extra:  # the ReLU producers were shifted, the padded reader pads explicitly
+        assert "asymmetric inputs on" in text
+        assert any(layer.p("activation_type") == 3 for layer in int8.layers if layer.type == "Convolution")
+        assert any(layer.type == "Padding" for layer in int8.layers)
     net = RuntimeNet(out / "model.param", out / "model.bin")
     sim = Interpreter(int8)
     from ncnnc.core.calibration import input_specs

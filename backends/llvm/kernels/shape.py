@@ -72,3 +72,18 @@ def lower_identity(lw: Lowerer, layer: Layer) -> None:
         raise Unsupported("with a scale")
     for i, blob in enumerate(layer.outputs):
         lw.alias(blob, lw.input(layer, min(i, len(layer.inputs) - 1)))
+
+
+@register_lowering("Padding")
+def lower_padding(lw: Lowerer, layer: Layer) -> None:
+    """Constant padding of a 3-D blob's sides (what ``quantize(asymmetric=True)`` writes before a padded
+    convolution): the input copied into a larger buffer filled with the value."""
+    from ncnnc.backends.llvm.kernels.quant import prepare_f32
+
+    if layer.p("type") != 0 or layer.p("per_channel_pad_data_size") or layer.p("front") or layer.p("behind"):
+        raise Unsupported("other than constant padding of the sides")
+    pads = tuple(int(layer.p(k)) for k in ("top", "bottom", "left", "right"))
+    src = lw.input(layer, 0)
+    if src.dims != 3 or min(pads) < 0:
+        raise Unsupported("of a blob other than 3-D, or cropping")
+    lw.alias(layer.outputs[0], prepare_f32(lw, src, pads, 1, float(layer.p("value"))))

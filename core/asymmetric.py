@@ -1,0 +1,172 @@
+"""Asymmetric int8 inputs on the stock ncnn runtime: non-negative activations quantized with 255 levels.
+
+ncnn quantizes a layer's input symmetrically, ``float2int8(x * s)`` within +-127.  After a ReLU the input
+is never negative, so half of the levels are never used.  Shifting the values by half the clipping range
+uses them all: with ``T = 127 / s`` and ``c = T / 2`` the shifted ``x - c`` lies in ``[-c, c]`` and is
+quantized with scale ``2 s``, twice as fine, and ``x = 0`` lands exactly on ``-127``.  The stock runtime
+computes this without any new layer type:
+
+- the producer (a Convolution, ConvolutionDepthWise or InnerProduct with a fused ReLU) outputs
+  ``relu(z) - c = max(z - c, -c)``: its bias is lowered by ``c`` and its ReLU becomes a clip activation
+  ``(-c, 3e38)``; max pooling, Split and Concat on the way commute with the shift;
+- each consumer adds ``c * sum(W)`` per output channel to its bias, ``W`` its weights as it computes them
+  (the int8 weights over their scales), so ``W (x - c) + c sum(W) = W x``; a padded consumer gets an
+  explicit ``Padding`` layer with value ``-c`` (an fp32 layer: the runtime's int8 padding does not fill
+  negative values correctly) and no padding of its own.
+
+The function is the same as the unshifted model's up to float rounding; only the input quantization
+changes.  A blob is shifted only when every value reaching its consumers comes from ReLU producers,
+through Split, max Pooling or Concat (all of whose inputs qualify), and every reader is a quantized
+layer with the same input scale; anything else (a graph output, an fp32 reader, an element-wise layer)
+leaves it as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ncnnc.core.int8 import INT8_MAX, float2int8
+from ncnnc.core.ir import Graph, Layer, Weight
+from ncnnc.core.table import CalibrationTable
+
+PRODUCER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+CONSUMER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+CLIP_MAX = 3.0e38
+"""The upper bound of the shifted producer's clip activation: no bound (FLT_MAX would not survive ``%e``)."""
+PADS = ("pad_left", "pad_right", "pad_top", "pad_bottom")
+
+
+@dataclass
+class Shift:
+    """One shifted region: the ReLU layers that produce it, the quantized layers that read it, their scale."""
+
+    scale: float
+    producers: list[Layer] = field(default_factory=list)
+    consumers: list[Layer] = field(default_factory=list)
+
+    @property
+    def offset(self) -> np.float32:
+        """``c``: half the clipping range, ``127 / (2 s)``, so that ``c * 2 s`` is 127."""
+        return np.float32(INT8_MAX / np.float32(2 * self.scale))
+
+
+def _transparent(layer: Layer) -> bool:
+    if layer.type == "Split" or layer.type == "Concat":
+        return True
+    return layer.type == "Pooling" and layer.p("pooling_type") == 0 and len(layer.inputs) == 1
+
+
+def _relu_producer(layer: Layer) -> bool:
+    if layer.type not in PRODUCER_TYPES or layer.p("activation_type") != 1 or len(layer.outputs) != 1:
+        return False
+    params = layer.p("activation_params")
+    return not params or float(params[0]) == 0.0
+
+
+def _plain_consumer(layer: Layer) -> bool:
+    if layer.type not in CONSUMER_TYPES or len(layer.inputs) != 1 or "weight" not in layer.weights:
+        return False
+    if layer.type == "InnerProduct":
+        return True
+    return all(int(layer.p(k)) >= 0 for k in PADS) and float(layer.p("pad_value")) == 0.0
+
+
+def _region(graph: Graph, start: str, quantized: set[str], table: CalibrationTable) -> Shift | None:
+    """The region around blob ``start`` (see the module docstring), or None when it cannot be shifted."""
+    producers, readers, outputs = graph.producers(), graph.consumer_map(), set(graph.outputs)
+    blobs, stack = {start}, [start]
+    found_p: dict[str, Layer] = {}
+    found_c: dict[str, Layer] = {}
+    while stack:
+        blob = stack.pop()
+        if blob in outputs:
+            return None
+        neighbours: list[str] = []
+        maker = producers.get(blob)
+        if maker is None:
+            return None
+        if _relu_producer(maker):
+            found_p[maker.name] = maker
+        elif _transparent(maker):
+            neighbours += [*maker.inputs, *maker.outputs]
+        else:
+            return None
+        for reader in readers.get(blob, []):
+            if _transparent(reader):
+                neighbours += [*reader.inputs, *reader.outputs]
+            elif reader.name in quantized and _plain_consumer(reader):
+                found_c[reader.name] = reader
+            else:
+                return None
+        for b in neighbours:
+            if b not in blobs:
+                blobs.add(b)
+                stack.append(b)
+    scales = {float(table.input_scales[name]) for name in found_c}
+    if not found_p or not found_c or len(scales) != 1:
+        return None
+    return Shift(scales.pop(), list(found_p.values()), list(found_c.values()))
+
+
+def plan_shifts(graph: Graph, table: CalibrationTable, quantized: set[str]) -> list[Shift]:
+    """The regions whose quantized readers (names in ``quantized``) get asymmetric inputs, in model order."""
+    shifts: list[Shift] = []
+    seen: set[str] = set()
+    for layer in graph.layers:
+        if layer.name in quantized and layer.name not in seen and layer.inputs:
+            shift = _region(graph, layer.inputs[0], quantized, table)
+            if shift is not None:
+                shifts.append(shift)
+                seen.update(c.name for c in shift.consumers)
+    return shifts
+
+
+def shifted_layers(graph: Graph, table: CalibrationTable, quantized: set[str]) -> set[str]:
+    """The names of the quantized layers whose inputs :func:`apply_shifts` would make asymmetric."""
+    return {c.name for shift in plan_shifts(graph, table, quantized) for c in shift.consumers}
+
+
+def _rows(layer: Layer) -> np.ndarray:
+    return layer.weight("weight").reshape(int(layer.p("num_output")), -1)
+
+
+def _add_bias(layer: Layer, delta: np.ndarray) -> None:
+    bias = layer.weight("bias") if layer.p("bias_term") else np.zeros(int(layer.p("num_output")), np.float32)
+    layer.weights["bias"] = Weight((bias.astype(np.float64) + delta).astype(np.float32), "raw")
+    layer.params["bias_term"] = 1
+
+
+def apply_shifts(graph: Graph, table: CalibrationTable, shifts: list[Shift]) -> dict[str, float]:
+    """Rewrite ``graph`` in place for ``shifts``; returns each consumer's input scale (``2 s``)."""
+    scales: dict[str, float] = {}
+    for shift in shifts:
+        c = shift.offset
+        for p in shift.producers:
+            _add_bias(p, -np.float64(c))
+            p.params["activation_type"] = 3
+            p.params["activation_params"] = [float(-c), CLIP_MAX]
+        for layer in shift.consumers:
+            ws = np.asarray(table.weight_scales[layer.name], np.float32).reshape(-1, 1)
+            rows = _rows(layer)
+            if ws.size != len(rows):  # one scale per group (depthwise): each row has its group's scale
+                ws = np.repeat(ws, len(rows) // ws.size, axis=0)
+            effective = float2int8(rows * ws).astype(np.float64) / ws.astype(np.float64)
+            _add_bias(layer, np.float64(c) * effective.sum(axis=1))
+            if layer.type != "InnerProduct" and any(int(layer.p(k)) for k in PADS):
+                _pad_explicitly(graph, layer, -c)
+            scales[layer.name] = float(np.float32(2 * shift.scale))
+    return scales
+
+
+def _pad_explicitly(graph: Graph, layer: Layer, value: np.float32) -> None:
+    """Move ``layer``'s zero padding into a ``Padding`` layer before it that pads with ``value``."""
+    top, bottom, left, right = (int(layer.p(k)) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+    blob = graph.unique_name(f"{layer.inputs[0]}_shifted_pad")
+    pad = Layer("Padding", graph.unique_name(f"{layer.name}_pad"), [layer.inputs[0]], [blob],
+                {0: top, 1: bottom, 2: left, 3: right, 4: 0, 5: float(value)})
+    graph.insert_before(layer, pad)
+    layer.inputs[0] = blob
+    for k in PADS:
+        layer.params[k] = 0

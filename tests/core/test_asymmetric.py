@@ -1,0 +1,99 @@
+"""Asymmetric int8 inputs: which layers are shifted, the real runtime computing the shifted model as the
+simulation does, the error halving that motivates it, and the refine walk's model of it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncnnc.backends.ncnn_runtime import run_graph
+from ncnnc.backends.numpy.interpreter import Interpreter
+from ncnnc.core.builder import GraphBuilder
+from ncnnc.core.calibration import activation_scale, weight_scales
+from ncnnc.core.refine import dequantize_input, fake_quantized, run_op
+from ncnnc.core.table import CalibrationTable
+from ncnnc.plugins.quantizer import quantize
+
+RNG = np.random.default_rng(21)
+CONVS = ("head", "a", "b", "c", "d", "e")
+
+
+def _conv(b, x, cin, cout, k, act, name):
+    w = RNG.standard_normal((cout, cin, k, k)).astype(np.float32) / np.sqrt(cin * k * k)
+    return b.layer("Convolution", [x], {0: cout, 1: k, 4: k // 2, 5: 1, 6: w.size, 9: act},
+                   {"weight": w, "bias": (0.1 * RNG.standard_normal(cout)).astype(np.float32)}, name=name)
+
+
+def _model():
+    """head (ReLU) -> max pool -> split -> a (1x1, ReLU) | b (3x3 pad 1, ReLU) -> concat -> c (1x1);
+    d (no activation) -> e: e's input may be negative and stays symmetric."""
+    b = GraphBuilder()
+    x = b.input("data", (6, 16, 16))
+    y = _conv(b, x, 6, 16, 3, 1, "head")
+    y = b.layer("Pooling", [y], {0: 0, 1: 2, 2: 2}, name="pool")
+    s1, s2 = b.layer("Split", [y], outputs=2, name="split")
+    ya = _conv(b, s1, 16, 12, 1, 1, "a")
+    yb = _conv(b, s2, 16, 12, 3, 1, "b")
+    y = b.layer("Concat", [ya, yb], name="concat")
+    yc = _conv(b, y, 24, 8, 1, 0, "c")
+    yd = _conv(b, yc, 8, 8, 1, 0, "d")
+    _conv(b, yd, 8, 4, 1, 0, "e")
+    return b.build()
+
+
+def _data(n=8):
+    x = RNG.standard_normal((n, 6, 18, 18)).astype(np.float32)
+    return sum(x[:, :, i:i + 16, j:j + 16] for i in range(3) for j in range(3)) / 3
+
+
+def _table(graph, data):
+    layers = [graph.layer(n) for n in CONVS]
+    blobs = Interpreter(graph).run({"data": data}, [layer.inputs[0] for layer in layers])
+    return CalibrationTable({layer.name: weight_scales(layer, winograd_bits=8) for layer in layers},
+                            {layer.name: activation_scale(float(np.abs(blobs[layer.inputs[0]]).max()))
+                             for layer in layers})
+
+
+def test_readers_of_relu_outputs_are_shifted_and_the_runtime_computes_it_as_simulated():
+    graph, data = _model(), _data()
+    table = _table(graph, data)
+    symmetric, asymmetric = quantize(graph, table), quantize(graph, table, asymmetric=True)
+    assert sorted(asymmetric.report.asymmetric) == ["a", "b", "c"]  # not head (image input), not e (no ReLU)
+    int8 = asymmetric.graph
+    assert int8.layer("b").p("pad_left") == 0 and int8.layer("b").inputs[0] != int8.layer("a").inputs[0]
+    assert [layer.type for layer in int8.layers].count("Padding") == 1
+    assert int8.layer("head").p("activation_type") == 3 and int8.layer("d").p("activation_type") == 0
+    for result in (symmetric, asymmetric):
+        sim = Interpreter(result.graph).run({"data": data}, ["e"])["e"]
+        for i in range(3):
+            runtime = run_graph(result.graph, {"data": data[i]})["e"]
+            np.testing.assert_allclose(runtime, sim[i], rtol=1e-5, atol=1e-5 * float(np.abs(sim[i]).max()))
+
+
+def test_shifted_inputs_halve_the_quantization_error_of_their_readers():
+    """With only a, b, c int8 (their inputs all after ReLUs), the error of c's output: the input steps are
+    half as large, so the squared error drops by well over a third (weights add their own share)."""
+    graph, data = _model(), _data()
+    table = _table(graph, data)
+    want = Interpreter(graph).run({"data": data}, ["c"])["c"]
+    errors = []
+    for asymmetric in (False, True):
+        int8 = quantize(graph, table, fp32_layers={"head", "d", "e"}, asymmetric=asymmetric).graph
+        errors.append(float(np.mean((Interpreter(int8).run({"data": data}, ["c"])["c"] - want) ** 2)))
+    assert errors[1] < 0.6 * errors[0], errors
+
+
+def test_the_refine_walk_models_a_shifted_input_as_the_quantizer_writes_it():
+    graph, data = _model(), _data()
+    table = _table(graph, data)
+    others = set(CONVS) - {"c"}
+    int8 = quantize(graph, table, fp32_layers=others, asymmetric=True)
+    assert int8.report.asymmetric == ["c"]
+    run = Interpreter(int8.graph).run({"data": data}, ["c", "concat"])
+    offset = float(np.float32(127 / np.float32(2 * table.input_scales["c"])))
+    x = run["concat"] + np.float32(offset)  # the producers' shifted output, shifted back
+    assert float(run["concat"].min()) == -offset  # a ReLU's zeros sit at -c
+    layer, scales = graph.layer("c"), table.weight_scales["c"]
+    want = run_op(fake_quantized(layer, scales), [dequantize_input(x, table.input_scales["c"], True)])
+    np.testing.assert_allclose(run["c"], want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+    plain = run_op(fake_quantized(layer, scales), [dequantize_input(x, table.input_scales["c"])])
+    assert np.abs(plain - want).mean() > 100 * np.abs(run["c"] - want).mean()  # the symmetric model is not it
