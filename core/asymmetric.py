@@ -6,9 +6,9 @@ uses them all: with ``T = 127 / s`` and ``c = T / 2`` the shifted ``x - c`` lies
 quantized with scale ``2 s``, twice as fine, and ``x = 0`` lands exactly on ``-127``.  The stock runtime
 computes this without any new layer type:
 
-- the producer (a Convolution, ConvolutionDepthWise or InnerProduct with a fused ReLU) outputs
+- the producer (a Convolution, ConvolutionDepthWise or InnerProduct with a fused ReLU or ReLU6) outputs
   ``relu(z) - c = max(z - c, -c)``: its bias is lowered by ``c`` and its ReLU becomes a clip activation
-  ``(-c, 3e38)``; max pooling, Split and Concat on the way commute with the shift;
+  ``(-c, 3e38)`` (a ReLU6 ``(-c, 6 - c)``); max pooling, Split and Concat on the way commute with the shift;
 - each consumer adds ``c * sum(W)`` per output channel to its bias, ``W`` its weights as it computes them
   (the int8 weights over their scales), so ``W (x - c) + c sum(W) = W x``; a padded consumer gets an
   explicit ``Padding`` layer with value ``-c`` (an fp32 layer: the runtime's int8 padding does not fill
@@ -59,10 +59,13 @@ def _transparent(layer: Layer) -> bool:
 
 
 def _relu_producer(layer: Layer) -> bool:
-    if layer.type not in PRODUCER_TYPES or layer.p("activation_type") != 1 or len(layer.outputs) != 1:
+    """A layer with a fused ReLU, or a clip from 0 (ReLU6): its output is never negative."""
+    if layer.type not in PRODUCER_TYPES or len(layer.outputs) != 1:
         return False
-    params = layer.p("activation_params")
-    return not params or float(params[0]) == 0.0
+    act, params = layer.p("activation_type"), layer.p("activation_params")
+    if act == 1:
+        return not params or float(params[0]) == 0.0
+    return act == 3 and len(params) == 2 and float(params[0]) == 0.0 and float(params[1]) > 0.0
 
 
 def _plain_consumer(layer: Layer) -> bool:
@@ -145,8 +148,9 @@ def apply_shifts(graph: Graph, table: CalibrationTable, shifts: list[Shift]) -> 
         c = shift.offset
         for p in shift.producers:
             _add_bias(p, -np.float64(c))
+            top = CLIP_MAX if p.p("activation_type") == 1 else float(np.float32(float(p.p("activation_params")[1]) - c))
             p.params["activation_type"] = 3
-            p.params["activation_params"] = [float(-c), CLIP_MAX]
+            p.params["activation_params"] = [float(-c), top]
         for layer in shift.consumers:
             ws = np.asarray(table.weight_scales[layer.name], np.float32).reshape(-1, 1)
             rows = _rows(layer)

@@ -156,7 +156,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             method_params: dict | None = None, fp32_layers: Iterable[str] = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
-            act_scale: bool = False, winograd_bits: int = 6, asymmetric: bool = False,
+            act_scale: bool = False, winograd_bits: int | None = None, asymmetric: bool | None = None,
             quality: str = "default", refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
@@ -174,11 +174,12 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     if the target still holds.  ``equalize`` (cross-layer equalization before calibration),
     ``act_scale`` (each layer's input scale searched for its smallest output error), ``bias_correction`` and
     ``adaround`` (refine steps after calibration, on ``refine_images`` calibration images, ``refine_params``
-    their parameters) bring all-int8 closer to fp32; ``quality="high"`` turns on ``act_scale`` and ``adaround``.
+    their parameters) bring all-int8 closer to fp32.
     ``winograd_bits=8`` quantizes 3x3 stride-1 convolutions as finely as ncnn's int8 winograd computes exactly
     (up to 8 bits per channel) instead of ncnn2table's 6 bits (:mod:`ncnnc.core.winograd`); ``asymmetric``
     quantizes the inputs of layers that read ReLU outputs with 255 levels instead of 128
-    (:mod:`ncnnc.core.asymmetric`).
+    (:mod:`ncnnc.core.asymmetric`).  ``quality="high"`` turns on ``act_scale``, ``adaround``,
+    ``winograd_bits=8`` and ``asymmetric`` (None: 6 and False, or the preset's).
     With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
@@ -204,6 +205,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     if auto_mixed_precision and amp_images < 1:
         raise NcnncError(f"--amp-images {amp_images}: need at least 1")
     equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround, act_scale)
+    winograd_bits = winograd_bits if winograd_bits is not None else 8 if quality == "high" else 6
+    asymmetric = asymmetric if asymmetric is not None else quality == "high"
     if not int8 and (equalize or refiners):
         raise NcnncError("equalization, bias correction and learned rounding apply only with int8")
     if refiners:
@@ -312,9 +315,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
 
 QUALITIES = ("default", "high")
-"""``quality`` presets: ``high`` turns on the activation-scale search and learned rounding (not equalization,
-which measured worse with ncnn's per-channel weight scales, nor bias correction, which measured no better on
-top of the two: docs/quantization.md)."""
+"""``quality`` presets: ``high`` turns on the activation-scale search, learned rounding, 8-bit winograd weights
+and asymmetric inputs (not equalization, which measured worse with ncnn's per-channel weight scales, nor bias
+correction, which measured no better on top: docs/quantization.md)."""
 
 
 def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool,

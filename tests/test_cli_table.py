@@ -61,6 +61,21 @@ def test_ncnn2table_command_line(model, images, tmp_path, capsys):
     assert (tmp_path / "opt.table").read_bytes() == out.read_bytes()
 
 
+def test_winograd_8_gives_3x3_convolutions_finer_weights_only(model, images, tmp_path, capsys):
+    _table(model, images, tmp_path / "six.table", *NCNN_ARGS, "method=kl", "thread=1")
+    _table(model, images, tmp_path / "eight.table", *NCNN_ARGS, "method=kl", "thread=1", "winograd=8")
+    six, eight = CalibrationTable.load(tmp_path / "six.table"), CalibrationTable.load(tmp_path / "eight.table")
+    assert six.input_scales == eight.input_scales
+    for name, scales in six.weight_scales.items():
+        ratio = np.asarray(eight.weight_scales[name]) / np.asarray(scales)
+        # every SqueezeNet expand3x3 channel fits ncnn's winograd budget at 127 levels: 127/31 finer
+        np.testing.assert_allclose(ratio, 127 / 31 if name.endswith("expand3x3") else 1.0, rtol=1e-5)
+    assert _table(model, images, tmp_path / "bad.table", *NCNN_ARGS, "winograd=7", expect=2) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "winograd=7: expected 6" in err
+    assert not (tmp_path / "bad.table").exists()
+
+
 def test_eq_works_on_squeezenet(model, images, tmp_path):
     out = tmp_path / "eq.table"
     _table(model, images, out, *NCNN_ARGS, "method=eq", "images=1", "steps=3")

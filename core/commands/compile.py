@@ -81,14 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search each int8 layer's input scale for its smallest output error (after calibration)")
     parser.add_argument("--adaround", action="store_true",
                         help="learn each int8 weight's rounding (up/down) to minimise the layer's output error")
-    parser.add_argument("--winograd-bits", type=int, choices=WINOGRAD_BITS, default=6,
+    parser.add_argument("--winograd-bits", type=int, choices=WINOGRAD_BITS, default=None,
                         help="weights of 3x3 stride-1 convolutions: 6 bits as ncnn2table (default), or 8: per "
-                             "channel as fine as ncnn's int8 winograd computes exactly")
-    parser.add_argument("--asymmetric", action="store_true",
+                             "channel as fine as ncnn's int8 winograd computes exactly (--quality high: 8)")
+    parser.add_argument("--asymmetric", action=argparse.BooleanOptionalAction, default=None,
                         help="quantize the inputs of layers that read ReLU outputs with 255 levels instead of 128 "
-                             "(shifted by the producers, added back in the consumers' biases)")
+                             "(shifted by the producers, added back in the consumers' biases; in --quality high)")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
-                        help="preset: high = --act-scale --adaround")
+                        help="preset: high = --act-scale --adaround --winograd-bits 8 --asymmetric")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
                         help="calibration images used by --bias-correction/--adaround (default 100)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
             ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
             ("--equalize", args.equalize), ("--bias-correction", args.bias_correction), ("--adaround", args.adaround),
-            ("--act-scale", args.act_scale), ("--winograd-bits", args.winograd_bits != 6),
-            ("--asymmetric", args.asymmetric),
+            ("--act-scale", args.act_scale), ("--winograd-bits", args.winograd_bits is not None),
+            ("--asymmetric", args.asymmetric is not None),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:

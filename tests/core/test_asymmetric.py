@@ -4,6 +4,7 @@ simulation does, the error halving that motivates it, and the refine walk's mode
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.numpy.interpreter import Interpreter
@@ -24,20 +25,22 @@ def _conv(b, x, cin, cout, k, act, name):
 
 
 def _model():
-    """head (ReLU) -> max pool -> split -> a (1x1, ReLU) | b (3x3 pad 1, ReLU) -> concat -> c (1x1);
+    """head (ReLU) -> max pool -> split -> a (1x1, ReLU6) | b (3x3 pad 1, ReLU) -> concat -> c (1x1);
     d (no activation) -> e: e's input may be negative and stays symmetric."""
     b = GraphBuilder()
     x = b.input("data", (6, 16, 16))
     y = _conv(b, x, 6, 16, 3, 1, "head")
     y = b.layer("Pooling", [y], {0: 0, 1: 2, 2: 2}, name="pool")
     s1, s2 = b.layer("Split", [y], outputs=2, name="split")
-    ya = _conv(b, s1, 16, 12, 1, 1, "a")
+    ya = _conv(b, s1, 16, 12, 1, 3, "a")
     yb = _conv(b, s2, 16, 12, 3, 1, "b")
     y = b.layer("Concat", [ya, yb], name="concat")
     yc = _conv(b, y, 24, 8, 1, 0, "c")
     yd = _conv(b, yc, 8, 8, 1, 0, "d")
     _conv(b, yd, 8, 4, 1, 0, "e")
-    return b.build()
+    graph = b.build()
+    graph.layer("a").params["activation_params"] = [0.0, 6.0]
+    return graph
 
 
 def _data(n=8):
@@ -62,6 +65,8 @@ def test_readers_of_relu_outputs_are_shifted_and_the_runtime_computes_it_as_simu
     assert int8.layer("b").p("pad_left") == 0 and int8.layer("b").inputs[0] != int8.layer("a").inputs[0]
     assert [layer.type for layer in int8.layers].count("Padding") == 1
     assert int8.layer("head").p("activation_type") == 3 and int8.layer("d").p("activation_type") == 0
+    offset = -float(int8.layer("a").p("activation_params")[0])
+    assert float(int8.layer("a").p("activation_params")[1]) == pytest.approx(6.0 - offset)  # ReLU6: clip(-c, 6-c)
     for result in (symmetric, asymmetric):
         sim = Interpreter(result.graph).run({"data": data}, ["e"])["e"]
         for i in range(3):
