@@ -16,9 +16,10 @@ computes this without any new layer type:
 
 The function is the same as the unshifted model's up to float rounding; only the input quantization
 changes.  A blob is shifted only when every value reaching its consumers comes from ReLU producers,
-through Split, max Pooling or Concat (all of whose inputs qualify), and every reader is a quantized
-layer with the same input scale; anything else (a graph output, an fp32 reader, an element-wise layer)
-leaves it as it is.
+through Split, max Pooling or Concat (all of whose inputs qualify), and every reader is a Convolution,
+ConvolutionDepthWise or InnerProduct, the quantized ones with one input scale (readers kept fp32 are
+compensated with their weights as stored, fp16); anything else (a graph output, an element-wise
+layer) leaves it as it is.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Shift:
     scale: float
     producers: list[Layer] = field(default_factory=list)
     consumers: list[Layer] = field(default_factory=list)
+    fp32_readers: list[Layer] = field(default_factory=list)
+    """Readers kept fp32 (auto mixed precision's): compensated too, with their weights as stored (fp16)."""
 
     @property
     def offset(self) -> np.float32:
@@ -82,6 +85,7 @@ def _region(graph: Graph, start: str, quantized: set[str], table: CalibrationTab
     blobs, stack = {start}, [start]
     found_p: dict[str, Layer] = {}
     found_c: dict[str, Layer] = {}
+    found_f: dict[str, Layer] = {}
     while stack:
         blob = stack.pop()
         if blob in outputs:
@@ -99,8 +103,8 @@ def _region(graph: Graph, start: str, quantized: set[str], table: CalibrationTab
         for reader in readers.get(blob, []):
             if _transparent(reader):
                 neighbours += [*reader.inputs, *reader.outputs]
-            elif reader.name in quantized and _plain_consumer(reader):
-                found_c[reader.name] = reader
+            elif _plain_consumer(reader):
+                (found_c if reader.name in quantized else found_f)[reader.name] = reader
             else:
                 return None
         for b in neighbours:
@@ -110,7 +114,7 @@ def _region(graph: Graph, start: str, quantized: set[str], table: CalibrationTab
     scales = {float(table.input_scales[name]) for name in found_c}
     if not found_p or not found_c or len(scales) != 1:
         return None
-    return Shift(scales.pop(), list(found_p.values()), list(found_c.values()))
+    return Shift(scales.pop(), list(found_p.values()), list(found_c.values()), list(found_f.values()))
 
 
 def plan_shifts(graph: Graph, table: CalibrationTable, quantized: set[str]) -> list[Shift]:
@@ -151,16 +155,20 @@ def apply_shifts(graph: Graph, table: CalibrationTable, shifts: list[Shift]) -> 
             top = CLIP_MAX if p.p("activation_type") == 1 else float(np.float32(float(p.p("activation_params")[1]) - c))
             p.params["activation_type"] = 3
             p.params["activation_params"] = [float(-c), top]
-        for layer in shift.consumers:
-            ws = np.asarray(table.weight_scales[layer.name], np.float32).reshape(-1, 1)
+        quantized = {layer.name for layer in shift.consumers}
+        for layer in (*shift.consumers, *shift.fp32_readers):
             rows = _rows(layer)
-            if ws.size != len(rows):  # one scale per group (depthwise): each row has its group's scale
-                ws = np.repeat(ws, len(rows) // ws.size, axis=0)
-            effective = float2int8(rows * ws).astype(np.float64) / ws.astype(np.float64)
+            if layer.name in quantized:
+                ws = np.asarray(table.weight_scales[layer.name], np.float32).reshape(-1, 1)
+                if ws.size != len(rows):  # one scale per group (depthwise): each row has its group's scale
+                    ws = np.repeat(ws, len(rows) // ws.size, axis=0)
+                effective = float2int8(rows * ws).astype(np.float64) / ws.astype(np.float64)
+                scales[layer.name] = float(np.float32(2 * shift.scale))
+            else:  # the quantized model stores fp32 layers' weights as fp16
+                effective = rows.astype(np.float16).astype(np.float64)
             _add_bias(layer, np.float64(c) * effective.sum(axis=1))
             if layer.type != "InnerProduct" and any(int(layer.p(k)) for k in PADS):
                 _pad_explicitly(graph, layer, -c)
-            scales[layer.name] = float(np.float32(2 * shift.scale))
     return scales
 
 

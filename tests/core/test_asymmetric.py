@@ -74,6 +74,26 @@ def test_readers_of_relu_outputs_are_shifted_and_the_runtime_computes_it_as_simu
             np.testing.assert_allclose(runtime, sim[i], rtol=1e-5, atol=1e-5 * float(np.abs(sim[i]).max()))
 
 
+def test_a_reader_kept_fp32_is_compensated_and_keeps_its_fp32_output():
+    """b kept fp32 (as auto mixed precision may): a's input is still shifted, b adds the shift back with its
+    weights as stored (fp16) and pads explicitly; b's output is the fp32 model's up to fp16 weights."""
+    graph, data = _model(), _data()
+    table = _table(graph, data)
+    result = quantize(graph, table, fp32_layers={"b"}, asymmetric=True)
+    assert "a" in result.report.asymmetric and "b" not in result.report.asymmetric
+    int8 = result.graph
+    assert int8.layer("b").p("int8_scale_term") == 0 and int8.layer("b").p("pad_left") == 0
+    sim = Interpreter(int8).run({"data": data}, ["b", "e"])
+    for i in range(2):
+        runtime = run_graph(int8, {"data": data[i]})["e"]
+        np.testing.assert_allclose(runtime, sim["e"][i], rtol=1e-5, atol=1e-5 * float(np.abs(sim["e"][i]).max()))
+    head_int8 = quantize(graph, table, fp32_layers=set(CONVS) - {"head"}).graph  # same int8 head, nothing shifted
+    want = Interpreter(head_int8).run({"data": data}, ["b"])["b"]
+    got = Interpreter(quantize(graph, table, fp32_layers=set(CONVS) - {"head", "a"}, asymmetric=True).graph).run(
+        {"data": data}, ["b"])["b"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+
+
 def test_shifted_inputs_halve_the_quantization_error_of_their_readers():
     """With only a, b, c int8 (their inputs all after ReLUs), the error of c's output: the input steps are
     half as large, so the squared error drops by well over a third (weights add their own share)."""
