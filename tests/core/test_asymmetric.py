@@ -122,3 +122,14 @@ def test_the_refine_walk_models_a_shifted_input_as_the_quantizer_writes_it():
     np.testing.assert_allclose(run["c"], want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
     plain = run_op(fake_quantized(layer, scales), [dequantize_input(x, table.input_scales["c"])])
     assert np.abs(plain - want).mean() > 100 * np.abs(run["c"] - want).mean()  # the symmetric model is not it
+
+
+def test_the_llvm_backend_runs_the_shifted_model_as_simulated():
+    """The explicit Padding layers and clip activations the shift writes, through the host JIT."""
+    from ncnnc.backends.llvm.jit import jit
+
+    graph, data = _model(), _data()
+    int8 = quantize(graph, _table(graph, data), asymmetric=True).graph
+    want = Interpreter(int8).run({"data": data}, ["e"])["e"]
+    got = jit(int8)({"data": data})["e"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
