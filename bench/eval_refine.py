@@ -53,6 +53,8 @@ CONFIGS = {
     "quality high + amp 0.997": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.997},
     "quality high + amp 0.993": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.993},
     "quality high + amp 0.99": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.99},
+    "quality high + amp 32 0.997": {"quality": "high", "auto_mixed_precision": True, "amp_images": 32,
+                                    "target_cos": 0.997},
 }
 """Name -> ``ncnnc.compile`` keywords (method kl throughout); ``quality high`` is act scale + adaround + 8-bit
 winograd weights + asymmetric inputs (``w8``: ``winograd_bits=8``; ``asym``: ``asymmetric=True``)."""

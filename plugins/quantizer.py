@@ -68,8 +68,9 @@ class QuantizeReport:
 
     def summary(self) -> str:
         """A few lines for the command line."""
-        lines = [f"int8: {len(self.quantized)} layers (requantize fusion on {len(self.requantized)}), "
-                 f"weight-only int8: {len(self.dynamic)}, kept fp32: {len(self.kept_fp32)}"]
+        lines = [f"int8: {len(self.quantized)} layers (requantize fusion on {len(self.requantized)}"
+                 + (f", asymmetric inputs on {len(self.asymmetric)}" if self.asymmetric else "")
+                 + f"), weight-only int8: {len(self.dynamic)}, kept fp32: {len(self.kept_fp32)}"]
         lines += [f"  fp32 {name}: {why}" for name, why in self.kept_fp32.items()]
         return "\n".join(lines)
 

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "int8 of RNN/LSTM/GRU/Embed)")
     parser.add_argument("--fp32-layers", metavar="NAME[,NAME]", default="",
                         help="layers to keep fp32 (as if commented out in the table)")
+    parser.add_argument("--asymmetric", action="store_true",
+                        help="inputs of layers that read ReLU outputs get 255 levels (as compile --asymmetric)")
 
 
 def parse_layer_list(text: str) -> list[str]:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     table = CalibrationTable.load(table_path) if table_path else None
     graph = load_model(model)
     result = quantize(graph, table, fp32_layers=parse_layer_list(args.fp32_layers),
-                      model_path=model[0], table_path=table_path)
+                      model_path=model[0], table_path=table_path, asymmetric=args.asymmetric)
     save(result.graph, args.out_param, args.out_bin)
     print(result.report.summary())
     print(f"wrote {args.out_param} and {args.out_bin}")

@@ -22,6 +22,28 @@ def test_quantize_writes_ncnn2int8s_bytes(ref, tmp_path, capsys):
     assert "int8: 26 layers" in capsys.readouterr().out
 
 
+def test_quantize_asymmetric_runs_in_the_runtime_as_simulated(ref, tmp_path, capsys, image_paths):
+    """ncnn2table's own kl table, asymmetric inputs: every layer but conv1 (it reads the image) is shifted."""
+    import numpy as np
+
+    from ncnnc.backends.ncnn_runtime import RuntimeNet
+    from ncnnc.backends.numpy.interpreter import Interpreter
+    from ncnnc.core.calibration import input_specs
+    from ncnnc.frontends.ncnn import load
+
+    out_param, out_bin = tmp_path / "q.param", tmp_path / "q.bin"
+    assert main(["quantize", str(ref / "squeezenet_v1.1-opt32.param"), str(ref / "squeezenet_v1.1-opt32.bin"),
+                 str(out_param), str(out_bin), str(ref / "squeezenet_v1.1-kl.table"), "--asymmetric"]) == 0
+    assert "int8: 26 layers (requantize fusion on 0, asymmetric inputs on 25)" in capsys.readouterr().out
+    graph = load(out_param, out_bin)
+    specs = input_specs(graph, [image_paths[:3]], mean=[[104, 117, 123]], norm=[[1, 1, 1]], shape=[[227, 227, 3]])
+    net, sim = RuntimeNet(out_param, out_bin), Interpreter(graph)
+    for i in range(3):
+        x = specs[0].load(i)
+        np.testing.assert_allclose(net.run({"data": x}, ["prob"])["prob"].ravel(),
+                                   sim.run({"data": x[None]}, ["prob"])["prob"].ravel(), rtol=1e-4, atol=1e-5)
+
+
 def _bad_table(ref, tmp_path, edit):
     lines = (ref / "squeezenet_v1.1-kl.table").read_text().splitlines()
     path = tmp_path / "bad.table"
