@@ -8,7 +8,8 @@ computes this without any new layer type:
 
 - the producer (a Convolution, ConvolutionDepthWise or InnerProduct with a fused ReLU or ReLU6) outputs
   ``relu(z) - c = max(z - c, -c)``: its bias is lowered by ``c`` and its ReLU becomes a clip activation
-  ``(-c, 3e38)`` (a ReLU6 ``(-c, 6 - c)``); max pooling, Split and Concat on the way commute with the shift;
+  ``(-c, 3e38)`` (a ReLU6 ``(-c, 6 - c)``); max pooling and the layers that only move values (Split,
+  Concat, Slice, Crop, ShuffleChannel, Reshape, Flatten, Permute) carry the shift;
 - each consumer adds ``c * sum(W)`` per output channel to its bias, ``W`` its weights as it computes them
   (the int8 weights over their scales), so ``W (x - c) + c sum(W) = W x``; a padded consumer gets an
   explicit ``Padding`` layer with value ``-c`` (an fp32 layer: the runtime's int8 padding does not fill
@@ -16,7 +17,7 @@ computes this without any new layer type:
 
 The function is the same as the unshifted model's up to float rounding; only the input quantization
 changes.  A blob is shifted only when every value reaching its consumers comes from ReLU producers,
-through Split, max Pooling or Concat (all of whose inputs qualify), and every reader is a Convolution,
+through max pooling or those layers (all of whose inputs qualify), and every reader is a Convolution,
 ConvolutionDepthWise or InnerProduct, the quantized ones with one input scale (readers kept fp32 are
 compensated with their weights as stored, fp16); anything else (a graph output, an element-wise
 layer) leaves it as it is.
@@ -55,8 +56,12 @@ class Shift:
         return np.float32(INT8_MAX / np.float32(2 * self.scale))
 
 
+MOVERS = ("Split", "Concat", "Slice", "Crop", "ShuffleChannel", "Reshape", "Flatten", "Permute")
+"""Layers that only move, copy or select values: they carry a constant shift unchanged."""
+
+
 def _transparent(layer: Layer) -> bool:
-    if layer.type == "Split" or layer.type == "Concat":
+    if layer.type in MOVERS:
         return True
     return layer.type == "Pooling" and layer.p("pooling_type") == 0 and len(layer.inputs) == 1
 

@@ -133,3 +133,24 @@ def test_the_llvm_backend_runs_the_shifted_model_as_simulated():
     want = Interpreter(int8).run({"data": data}, ["e"])["e"]
     got = jit(int8)({"data": data})["e"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+def test_layers_that_only_move_values_carry_the_shift_to_an_inner_product():
+    """conv (ReLU) -> Flatten -> InnerProduct: the classifier reads the shifted values, unpadded."""
+    b = GraphBuilder()
+    x = b.input("data", (6, 16, 16))
+    y = _conv(b, x, 6, 4, 3, 1, "head")
+    y = b.layer("Flatten", [y], name="flat")
+    w = (RNG.standard_normal((5, 4 * 16 * 16)) / 32).astype(np.float32)
+    b.layer("InnerProduct", [y], {0: 5, 1: 1, 2: w.size}, {"weight": w, "bias": np.zeros(5, np.float32)}, name="fc")
+    graph, data = b.build(), _data()
+    blobs = Interpreter(graph).run({"data": data}, ["data", "flat"])
+    table = CalibrationTable({n: weight_scales(graph.layer(n)) for n in ("head", "fc")},
+                             {"head": activation_scale(float(np.abs(blobs["data"]).max())),
+                              "fc": activation_scale(float(np.abs(blobs["flat"]).max()))})
+    result = quantize(graph, table, asymmetric=True)
+    assert result.report.asymmetric == ["fc"]
+    sim = Interpreter(result.graph).run({"data": data}, ["fc"])["fc"]
+    for i in range(2):
+        np.testing.assert_allclose(run_graph(result.graph, {"data": data[i]})["fc"], sim[i], rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(sim[i]).max()))
