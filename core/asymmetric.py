@@ -33,8 +33,8 @@ from ncnnc.core.int8 import INT8_MAX, float2int8
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.table import CalibrationTable
 
-PRODUCER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
-CONSUMER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+WEIGHTED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+"""The layer types that produce (with a fused ReLU or ReLU6) and read (with their bias) a shifted blob."""
 CLIP_MAX = 3.0e38
 """The upper bound of the shifted producer's clip activation: no bound (FLT_MAX would not survive ``%e``)."""
 PADS = ("pad_left", "pad_right", "pad_top", "pad_bottom")
@@ -68,7 +68,7 @@ def _transparent(layer: Layer) -> bool:
 
 def _relu_producer(layer: Layer) -> bool:
     """A layer with a fused ReLU, or a clip from 0 (ReLU6): its output is never negative."""
-    if layer.type not in PRODUCER_TYPES or len(layer.outputs) != 1:
+    if layer.type not in WEIGHTED_TYPES or len(layer.outputs) != 1:
         return False
     act, params = layer.p("activation_type"), layer.p("activation_params")
     if act == 1:
@@ -77,7 +77,7 @@ def _relu_producer(layer: Layer) -> bool:
 
 
 def _plain_consumer(layer: Layer) -> bool:
-    if layer.type not in CONSUMER_TYPES or len(layer.inputs) != 1 or "weight" not in layer.weights:
+    if layer.type not in WEIGHTED_TYPES or len(layer.inputs) != 1 or "weight" not in layer.weights:
         return False
     if layer.type == "InnerProduct":
         return True
