@@ -124,15 +124,23 @@ def test_the_refine_walk_models_a_shifted_input_as_the_quantizer_writes_it():
     assert np.abs(plain - want).mean() > 100 * np.abs(run["c"] - want).mean()  # the symmetric model is not it
 
 
-def test_the_llvm_backend_runs_the_shifted_model_as_simulated():
-    """The explicit Padding layers and clip activations the shift writes, through the host JIT."""
+def test_the_llvm_backend_runs_the_shifted_model_as_simulated(require_cross):
+    """The explicit Padding layers and clip activations the shift writes, through the host JIT, and the
+    armv8 object under qemu giving the JIT's outputs bit for bit."""
+    from ncnnc.backends.llvm.build import build
     from ncnnc.backends.llvm.jit import jit
+    from ncnnc.backends.llvm.native import run_native
 
     graph, data = _model(), _data()
     int8 = quantize(graph, _table(graph, data), asymmetric=True).graph
     want = Interpreter(int8).run({"data": data}, ["e"])["e"]
     got = jit(int8)({"data": data})["e"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+    require_cross()
+    native = run_native(build(int8, "armv8"), [{"data": x} for x in data[:3]])
+    assert len(native) == 3
+    for i, result in enumerate(native):
+        np.testing.assert_array_equal(result["e"], got[i])
 
 
 def test_layers_that_only_move_values_carry_the_shift_to_an_inner_product():
