@@ -77,3 +77,23 @@ def test_within_the_budget_the_runtime_winograd_is_exact_and_beyond_it_overflows
     naive = CalibrationTable({"out": np.full(16, 127 / 0.01, np.float32)}, {"out": 127 / 5.0})
     runtime, simulated = _runtime_and_simulation(graph, naive, x)
     assert np.abs(runtime[:, 5, 5] - simulated[:, 5, 5]).max() > 0.5 * np.abs(simulated).max()
+
+
+def test_learned_rounding_keeps_8_bit_winograd_channels_within_the_budget():
+    """On a wide 3x3 layer the budgeted scales are the largest allowed: adaround's wider scales and its
+    roundings up must not push a channel past the sum, and the runtime still computes it exactly."""
+    from ncnnc.core.calibration import activation_scale
+    from ncnnc.core.refine import find_refiner, refine_graph
+
+    graph = _conv3x3(256, 8)
+    x = np.abs(RNG.standard_normal((16, 256, 12, 12))).astype(np.float32)
+    layer = graph.layer("out")
+    table = CalibrationTable({"out": weight_scales(layer, winograd_bits=8)},
+                             {"out": activation_scale(float(x.max()))})
+    before = np.rint(table.weight_scales["out"] * np.abs(weight_rows(layer)).max(axis=1))
+    assert np.all(before < 127)  # the budget binds on every channel
+    refine_graph(graph, table, {"data": x}, [find_refiner("adaround")], {"adaround_samples": 0.5}, winograd_bits=8)
+    sums = weight_sums(weight_rows(graph.layer("out")), table.weight_scales["out"])
+    assert np.all(sums <= WINOGRAD_SUM_LIMIT)
+    runtime, simulated = _runtime_and_simulation(graph, table, x[0])
+    np.testing.assert_allclose(runtime, simulated, rtol=1e-5, atol=1e-5 * float(np.abs(simulated).max()))
