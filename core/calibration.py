@@ -38,7 +38,7 @@ from ncnnc.core.input_check import check_mean_norm
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.preprocess import PIXEL_TYPES
 from ncnnc.core.table import CalibrationTable
-from ncnnc.core.winograd import INT6_MAX, WINOGRAD_BITS, is_winograd_conv, winograd_scales
+from ncnnc.core.winograd import INT6_MAX, check_winograd_bits, is_winograd_conv, winograd_scales
 
 MAX_THREADS = 256
 """Most worker processes a calibration starts (``thread=``): each is a process, not a light thread."""
@@ -308,8 +308,7 @@ def weight_scales(layer: Layer, rule: str = "absmax", winograd_bits: int = 6) ->
     ``winograd_bits=8`` a winograd convolution's channels get the largest scale ncnn's int8 winograd
     computes exactly (:func:`~ncnnc.core.winograd.winograd_scales`) instead of 6 bits.
     """
-    if winograd_bits not in WINOGRAD_BITS:
-        raise NcnncError(f"winograd bits {winograd_bits}: expected one of {', '.join(map(str, WINOGRAD_BITS))}")
+    check_winograd_bits(winograd_bits)
     rows = weight_rows(layer)
     absmax = np.abs(rows).max(axis=1).astype(np.float32) if rows.size else np.zeros(len(rows), np.float32)
     qmax = weight_bits_max(layer, winograd_bits)
@@ -758,8 +757,7 @@ def calibrate(model: Graph | str | Path, bin_path: str | Path | None = None,
     start = time.perf_counter()
     factory = find_calibrator(method)
     resolved = factory.resolve(method_params)
-    if winograd_bits not in WINOGRAD_BITS:
-        raise NcnncError(f"winograd bits {winograd_bits}: expected one of {', '.join(map(str, WINOGRAD_BITS))}")
+    check_winograd_bits(winograd_bits)
     graph = load_graph(model, bin_path)
     specs = input_specs(graph, per_input_lists(graph, lists), mean=per_input_values(mean), norm=per_input_values(norm),
                         shape=per_input_values(shape), pixel=[pixel] if isinstance(pixel, str) else list(pixel),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ncnnc.core.errors import NcnncError
 from ncnnc.core.int8 import INT8_MAX, float2int8
 from ncnnc.core.ir import Layer
 
@@ -33,6 +34,12 @@ is exact for every int8 input: ``576 * 127 * sum |q|`` must fit int32 (29356).""
 
 WINOGRAD_BITS = (6, 8)
 """``winograd_bits`` choices: 6 as ncnn2table; 8: each channel as fine as the runtime computes exactly."""
+
+
+def check_winograd_bits(bits: int) -> None:
+    """Raise a user error unless ``bits`` is one of :data:`WINOGRAD_BITS`."""
+    if bits not in WINOGRAD_BITS:
+        raise NcnncError(f"winograd bits {bits}: expected one of {', '.join(map(str, WINOGRAD_BITS))}")
 
 
 def is_winograd_conv(layer: Layer) -> bool:
