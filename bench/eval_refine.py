@@ -53,6 +53,8 @@ CONFIGS = {
     "quality high + amp 0.997": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.997},
     "quality high + amp 0.993": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.993},
     "quality high + amp 0.99": {"quality": "high", "auto_mixed_precision": True, "target_cos": 0.99},
+    "quality high + bias correction + amp": {"quality": "high", "bias_correction": True,
+                                             "auto_mixed_precision": True},
     "quality high + amp 32 0.997": {"quality": "high", "auto_mixed_precision": True, "amp_images": 32,
                                     "target_cos": 0.997},
 }
