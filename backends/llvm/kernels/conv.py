@@ -165,7 +165,11 @@ class Epilogue:
         if self.top_scale is not None:
             top = np.float32(self.top_scale)
             nonnegative, high = bounds_after(self.act, self.act_params)
-            below = None if high is None or top <= 0 else float(np.float32(high) * top)  # rounding is monotone
+            below = None
+            if high is not None and top > 0:
+                with np.errstate(over="ignore"):  # an open clip (3e38) times the scale: no bound
+                    limit = np.float32(high) * top  # rounding is monotone
+                below = float(limit) if np.isfinite(limit) else None
             out = float2int8(b, b.fmul(out, splat(b, ir.Constant(F32, float(top)), lanes)),
                              nonnegative=nonnegative and top > 0, below=below, to=int_type)
         return out
