@@ -254,6 +254,8 @@ def test_refine_options_are_user_errors_without_int8(tmp_path, calib_dir, capsys
     for args, message in ((["--adaround"], "--adaround applies only with --int8"),
                           (["--act-scale"], "--act-scale applies only with --int8"),
                           (["--quality", "high"], "--quality applies only with --int8"),
+                          (["--winograd-bits", "8"], "--winograd-bits applies only with --int8"),
+                          (["--asymmetric"], "--asymmetric applies only with --int8"),
                           (["--int8", "--calib", str(calib_dir), "--adaround", "--refine-images", "0",
                             "shape=[24,24,3]"], "--refine-images 0: need at least 1")):
         assert main(["compile", str(param), str(binf), *args, "-o", str(out)]) == 2
