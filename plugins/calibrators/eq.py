@@ -49,6 +49,7 @@ from ncnnc.core.executors import Worker
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.int8 import float2int8
 from ncnnc.core.ir import Layer, Weight
+from ncnnc.core.winograd import is_winograd_conv, within_winograd_budget
 from ncnnc.plugins.calibrators.kl import KLCalibrator
 
 CHUNK_FLOATS = 1 << 23
@@ -136,6 +137,10 @@ class LayerSearch:
         self.weight_scales = np.asarray(weight_scales, np.float32).copy()
         self.input_scale = np.float32(input_scale)
         self.weight_grid = candidates(self.weight_scales, steps, lower, upper)
+        self.allowed = np.ones(self.weight_grid.shape, bool)
+        if is_winograd_conv(target.layer):  # scales beyond ncnn's exact int8 winograd are never chosen
+            self.allowed = np.stack([within_winograd_budget(self.int8.rows, self.weight_grid[:, k])
+                                     for k in range(self.weight_grid.shape[1])], axis=1)
         self.parts: list[tuple[np.ndarray, ...]] = []  # per batch: sa, base_d, base_b, delta_d, delta_b
         self.input_sims: list[np.ndarray] = []          # per batch: (N, steps)
 
@@ -172,7 +177,7 @@ class LayerSearch:
         root_sa = np.sqrt(sa)
         for r in range(len(self.weight_scales)):
             sims = (dot[:, None] + delta_d[:, r]) / root_sa[:, None] / np.sqrt(norm[:, None] + delta_b[:, r])
-            k = _best(np.nan_to_num(sims, nan=0.0).sum(axis=0))
+            k = _best(np.where(self.allowed[r], np.nan_to_num(sims, nan=0.0).sum(axis=0), -np.inf))
             if k is not None:
                 self.weight_scales[r] = self.weight_grid[r, k]
                 dot = dot + delta_d[:, r, k]

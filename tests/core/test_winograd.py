@@ -97,3 +97,18 @@ def test_learned_rounding_keeps_8_bit_winograd_channels_within_the_budget():
     assert np.all(sums <= WINOGRAD_SUM_LIMIT)
     runtime, simulated = _runtime_and_simulation(graph, table, x[0])
     np.testing.assert_allclose(runtime, simulated, rtol=1e-5, atol=1e-5 * float(np.abs(simulated).max()))
+
+
+def test_the_eq_search_keeps_winograd_channels_within_the_budget(tmp_path):
+    """EQ tries weight scales up to 2x the table's; on a wide 3x3 layer at 8 bits those beyond the budget
+    would be chosen (finer steps for the small weights) unless they are ruled out."""
+    from ncnnc.core.calibration import calibrate
+
+    graph = _conv3x3(256, 8)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"x{i}.npy")
+        np.save(paths[-1], np.abs(RNG.standard_normal((256, 12, 12))).astype(np.float32))
+    table = calibrate(graph, lists=[paths], method="eq", npy=True, winograd_bits=8,
+                      method_params={"images": 4, "steps": 20}).table
+    assert np.all(weight_sums(weight_rows(graph.layer("out")), table.weight_scales["out"]) <= WINOGRAD_SUM_LIMIT)
