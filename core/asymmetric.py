@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ncnnc.core.int8 import INT8_MAX, float2int8
+from ncnnc.core.calibration import weight_rows
+from ncnnc.core.int8 import INT8_MAX, quantize_rows
 from ncnnc.core.ir import Graph, Layer, Weight
 from ncnnc.core.table import CalibrationTable
 
@@ -52,8 +53,13 @@ class Shift:
 
     @property
     def offset(self) -> np.float32:
-        """``c``: half the clipping range, ``127 / (2 s)``, so that ``c * 2 s`` is 127."""
-        return np.float32(INT8_MAX / np.float32(2 * self.scale))
+        """``c`` for the region's scale (:func:`shift_offset`)."""
+        return shift_offset(self.scale)
+
+
+def shift_offset(scale: float) -> np.float32:
+    """``c``: half the clipping range of input scale ``scale``, ``127 / (2 s)``, so that ``c * 2 s`` is 127."""
+    return np.float32(INT8_MAX / np.float32(2 * scale))
 
 
 MOVERS = ("Split", "Concat", "Slice", "Crop", "ShuffleChannel", "Reshape", "Flatten", "Permute")
@@ -84,9 +90,18 @@ def _plain_consumer(layer: Layer) -> bool:
     return all(int(layer.p(k)) >= 0 for k in PADS) and float(layer.p("pad_value")) == 0.0
 
 
-def _region(graph: Graph, start: str, quantized: set[str], table: CalibrationTable) -> Shift | None:
+@dataclass
+class _Maps:
+    """The graph's producer and reader maps and outputs, built once per plan."""
+
+    producers: dict[str, Layer]
+    readers: dict[str, list[Layer]]
+    outputs: set[str]
+
+
+def _region(maps: _Maps, start: str, quantized: set[str], table: CalibrationTable) -> Shift | None:
     """The region around blob ``start`` (see the module docstring), or None when it cannot be shifted."""
-    producers, readers, outputs = graph.producers(), graph.consumer_map(), set(graph.outputs)
+    producers, readers, outputs = maps.producers, maps.readers, maps.outputs
     blobs, stack = {start}, [start]
     found_p: dict[str, Layer] = {}
     found_c: dict[str, Layer] = {}
@@ -126,9 +141,10 @@ def plan_shifts(graph: Graph, table: CalibrationTable, quantized: set[str]) -> l
     """The regions whose quantized readers (names in ``quantized``) get asymmetric inputs, in model order."""
     shifts: list[Shift] = []
     seen: set[str] = set()
+    maps = _Maps(graph.producers(), graph.consumer_map(), set(graph.outputs))
     for layer in graph.layers:
         if layer.name in quantized and layer.name not in seen and layer.inputs:
-            shift = _region(graph, layer.inputs[0], quantized, table)
+            shift = _region(maps, layer.inputs[0], quantized, table)
             if shift is not None:
                 shifts.append(shift)
                 seen.update(c.name for c in shift.consumers)
@@ -138,10 +154,6 @@ def plan_shifts(graph: Graph, table: CalibrationTable, quantized: set[str]) -> l
 def shifted_layers(graph: Graph, table: CalibrationTable, quantized: set[str]) -> set[str]:
     """The names of the quantized layers whose inputs :func:`apply_shifts` would make asymmetric."""
     return {c.name for shift in plan_shifts(graph, table, quantized) for c in shift.consumers}
-
-
-def _rows(layer: Layer) -> np.ndarray:
-    return layer.weight("weight").reshape(int(layer.p("num_output")), -1)
 
 
 def _add_bias(layer: Layer, delta: np.ndarray) -> None:
@@ -162,16 +174,14 @@ def apply_shifts(graph: Graph, table: CalibrationTable, shifts: list[Shift]) -> 
             p.params["activation_params"] = [float(-c), top]
         quantized = {layer.name for layer in shift.consumers}
         for layer in (*shift.consumers, *shift.fp32_readers):
-            rows = _rows(layer)
-            if layer.name in quantized:
-                ws = np.asarray(table.weight_scales[layer.name], np.float32).reshape(-1, 1)
-                if ws.size != len(rows):  # one scale per group (depthwise): each row has its group's scale
-                    ws = np.repeat(ws, len(rows) // ws.size, axis=0)
-                effective = float2int8(rows * ws).astype(np.float64) / ws.astype(np.float64)
+            if layer.name in quantized:  # the int8 weights over their scales, as the quantizer rounds them
+                ws = np.asarray(table.weight_scales[layer.name], np.float32)
+                effective = quantize_rows(weight_rows(layer), ws).astype(np.float64) / ws.astype(np.float64)[:, None]
                 scales[layer.name] = float(np.float32(2 * shift.scale))
             else:  # the quantized model stores fp32 layers' weights as fp16
-                effective = rows.astype(np.float16).astype(np.float64)
-            _add_bias(layer, np.float64(c) * effective.sum(axis=1))
+                effective = layer.weight("weight").astype(np.float16).astype(np.float64)
+            rows = effective.reshape(int(layer.p("num_output")), -1)
+            _add_bias(layer, np.float64(c) * rows.sum(axis=1))
             if layer.type != "InnerProduct" and any(int(layer.p(k)) for k in PADS):
                 _pad_explicitly(graph, layer, -c)
     return scales

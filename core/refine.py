@@ -91,9 +91,9 @@ def dequantize_input(x: np.ndarray, scale: float, asymmetric: bool = False) -> n
     from ncnnc.core.int8 import float2int8
 
     if asymmetric:
-        from ncnnc.core.asymmetric import Shift
+        from ncnnc.core.asymmetric import shift_offset
 
-        c, s = Shift(scale).offset, np.float32(2 * scale)
+        c, s = shift_offset(scale), np.float32(2 * scale)
         return (float2int8((x - c) * s).astype(np.float32) / s + c).astype(np.float32)
     s = np.float32(scale)
     return float2int8(x * s).astype(np.float32) / s
