@@ -57,6 +57,12 @@ CONFIGS = {
                                              "auto_mixed_precision": True},
     "quality high + amp 32 0.997": {"quality": "high", "auto_mixed_precision": True, "amp_images": 32,
                                     "target_cos": 0.997},
+    "quality high + equalize activations": {"quality": "high", "equalize_activations": True},
+    "quality high + equalize activations + amp": {"quality": "high", "equalize_activations": True,
+                                                  "auto_mixed_precision": True},
+    "quality high + equalize activations + amp 0.997": {"quality": "high", "equalize_activations": True,
+                                                        "auto_mixed_precision": True, "target_cos": 0.997},
+    "kl w8 asym + equalize activations": {"winograd_bits": 8, "asymmetric": True, "equalize_activations": True},
 }
 """Name -> ``ncnnc.compile`` keywords (method kl throughout); ``quality high`` is act scale + adaround + 8-bit
 winograd weights + asymmetric inputs (``w8``: ``winograd_bits=8``; ``asym``: ``asymmetric=True``)."""

@@ -157,7 +157,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
             act_scale: bool = False, winograd_bits: int | None = None, asymmetric: bool | None = None,
-            quality: str = "default", refine_images: int = 100, refine_params: dict | None = None,
+            equalize_activations: bool = False, quality: str = "default", refine_images: int = 100,
+            refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
@@ -178,8 +179,11 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``winograd_bits=8`` quantizes 3x3 stride-1 convolutions as finely as ncnn's int8 winograd computes exactly
     (up to 8 bits per channel) instead of ncnn2table's 6 bits (:mod:`ncnnc.core.winograd`); ``asymmetric``
     quantizes the inputs of layers that read ReLU outputs with 255 levels instead of 128
-    (:mod:`ncnnc.core.asymmetric`).  ``quality="high"`` turns on ``act_scale``, ``adaround``,
-    ``winograd_bits=8`` and ``asymmetric`` (None: 6 and False, or the preset's).
+    (:mod:`ncnnc.core.asymmetric`); ``equalize_activations`` rescales channels between convolutions so each
+    gets a similar share of its blob's int8 range, measured on the calibration images before calibrating
+    (:mod:`ncnnc.core.activation_equalization`, fp32 identity).  ``quality="high"`` turns on ``act_scale``,
+    ``adaround``, ``winograd_bits=8`` and ``asymmetric`` (None: 6 and False, or the preset's; activation
+    equalization is not in the preset: docs/quantization.md).
     With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
@@ -207,7 +211,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround, act_scale)
     winograd_bits = winograd_bits if winograd_bits is not None else 8 if quality == "high" else 6
     asymmetric = asymmetric if asymmetric is not None else quality == "high"
-    if not int8 and (equalize or refiners):
+    if not int8 and (equalize or refiners or equalize_activations):
         raise NcnncError("equalization, bias correction and learned rounding apply only with int8")
     if refiners:
         from ncnnc.core.refine import resolve_params
@@ -255,6 +259,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     out_graph, table = graph, None
     if equalize:
         _equalize(graph, result)
+    if int8 and equalize_activations:
+        _equalize_activations(graph, images, result)
     if int8:
         t = time.perf_counter()
         say(f"calibrating ({method}) ...")
@@ -317,7 +323,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 QUALITIES = ("default", "high")
 """``quality`` presets: ``high`` turns on the activation-scale search, learned rounding, 8-bit winograd weights
 and asymmetric inputs (not equalization, which measured worse with ncnn's per-channel weight scales, nor bias
-correction, which measured no better on top: docs/quantization.md)."""
+correction, which measured no better on top, nor activation equalization: docs/quantization.md)."""
 
 
 def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool,
@@ -344,6 +350,17 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
     result.stages["equalize"] = time.perf_counter() - t
     layers = {change.split(" -> ")[0] for _, change in report.changes}
     result.notes["equalize"] = f"{len(layers)} layer(s) equalized with their consumers in {report.rounds} round(s)"
+
+
+def _equalize_activations(graph: Graph, images: CalibrationImages, result: CompileResult) -> None:
+    """Activation equalization on a sample of the calibration images; note what it did."""
+    from ncnnc.core.activation_equalization import IMAGES, equalize_activations
+
+    t = time.perf_counter()
+    changes = equalize_activations(graph, images.sample(graph, IMAGES))
+    result.stages["equalize activations"] = time.perf_counter() - t
+    result.notes["equalize activations"] = f"{len(changes)} producer(s) rescaled for their readers" + (
+        f"; e.g. {changes[-1]}" if changes else "")
 
 
 def _refine(graph, table, refiners, refine_params, images: CalibrationImages, refine_images, fp32_layers,

@@ -87,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asymmetric", action=argparse.BooleanOptionalAction, default=None,
                         help="quantize the inputs of layers that read ReLU outputs with 255 levels instead of 128 "
                              "(shifted by the producers, added back in the consumers' biases; in --quality high)")
+    parser.add_argument("--equalize-activations", action="store_true",
+                        help="before calibration, scale channels between convolutions so each gets a similar share "
+                             "of its blob's int8 range, measured on the calibration images (fp32 identity)")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
                         help="preset: high = --act-scale --adaround --winograd-bits 8 --asymmetric")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
@@ -154,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             ("--equalize", args.equalize), ("--bias-correction", args.bias_correction), ("--adaround", args.adaround),
             ("--act-scale", args.act_scale), ("--winograd-bits", args.winograd_bits is not None),
             ("--asymmetric", args.asymmetric is not None),
+            ("--equalize-activations", args.equalize_activations),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)) if given]
         if int8_only:
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                      out_dir=args.output, progress=True, report_html=args.report,
                      equalize=args.equalize, bias_correction=args.bias_correction, adaround=args.adaround,
                      act_scale=args.act_scale, winograd_bits=args.winograd_bits,
-                     asymmetric=args.asymmetric,
+                     asymmetric=args.asymmetric, equalize_activations=args.equalize_activations,
                      quality=args.quality, refine_images=args.refine_images)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())

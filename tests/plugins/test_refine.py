@@ -208,6 +208,7 @@ def calib_dir(image_paths, tmp_path_factory):
 
 @pytest.mark.parametrize("extra", [["--quality", "high", "--equalize", "method=aciq"],
                                    ["--quality", "high", "--asymmetric", "--winograd-bits", "8"],
+                                   ["--quality", "high", "--equalize-activations"],
                                    ["--act-scale", "--adaround", "--bias-correction", "--auto-mixed-precision",
                                     "--target-cos", "0.99999"]])
 def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_dir, image_paths, extra, capsys):
@@ -218,7 +219,8 @@ def test_compile_quality_high_runs_in_the_runtime_as_simulated(tmp_path, calib_d
     assert status == 0
     text = capsys.readouterr().out
     stages = ["act scale", "adaround"] + ([] if "--quality" in extra else ["bias correction"])
-    for stage in stages + (["equalize"] if "--equalize" in extra else []):
+    stages += [flag.removeprefix("--").replace("-", " ") for flag in extra if flag.startswith("--equalize")]
+    for stage in stages:
         assert f"  {stage} " in text, text
     int8 = load(out / "model.param", out / "model.bin")
     fp32 = load(param, binf)
@@ -256,6 +258,7 @@ def test_refine_options_are_user_errors_without_int8(tmp_path, calib_dir, capsys
                           (["--quality", "high"], "--quality applies only with --int8"),
                           (["--winograd-bits", "8"], "--winograd-bits applies only with --int8"),
                           (["--asymmetric"], "--asymmetric applies only with --int8"),
+                          (["--equalize-activations"], "--equalize-activations applies only with --int8"),
                           (["--int8", "--calib", str(calib_dir), "--adaround", "--refine-images", "0",
                             "shape=[24,24,3]"], "--refine-images 0: need at least 1")):
         assert main(["compile", str(param), str(binf), *args, "-o", str(out)]) == 2
