@@ -2,11 +2,12 @@
 
 ncnn quantizes a blob with one scale for all its channels, so a channel whose values stay within a tenth of
 the blob's range gets a tenth of the levels.  A producer (a Convolution or ConvolutionDepthWise, plain or with
-a fused ReLU) can multiply its output channel ``i`` by ``a_i > 0`` (its weights and bias rows) if every layer
-that reads the channel divides its input column ``i`` by ``a_i``: ReLU, max pooling, Split and Concat (along
-channels) commute with a positive per-channel scale, so the network computes the same function (up to float
-rounding).  The readers must all be plain Convolutions (per-channel input columns); for a producer that feeds
-a Concat, the columns are the producer's slice of the concatenated channels.
+a fused ReLU or leaky ReLU) can multiply its output channel ``i`` by ``a_i > 0`` (its weights and bias rows)
+if every layer that reads the channel divides its input column ``i`` by ``a_i``: ReLU, leaky ReLU, max and
+average pooling, Split and Concat (along channels) commute with a positive per-channel scale, so the network
+computes the same function (up to float rounding).  The readers must all be Convolutions (per-channel input
+columns) or depthwise convolutions (whose weights for channel ``i`` are a row of their own, so they lose no
+precision); for a producer that feeds a Concat, the columns are the producer's slice of the concatenation.
 
 The factors come from the calibration images (SmoothQuant's migration, Xiao et al. 2022, applied between
 convolutions): with ``r_i`` the range of channel ``i`` (its ``quantile`` of ``|x|`` over the images) and
@@ -62,12 +63,9 @@ class Group:
 
 
 def _commutes(layer: Layer) -> bool:
-    """Single-input layers that commute with a positive per-channel scale and keep channel positions."""
-    if layer.type == "Split":
-        return True
-    if layer.type == "ReLU":
-        return float(layer.p("slope")) == 0.0
-    return layer.type == "Pooling"  # max and average pooling both act on each channel alone
+    """Single-input layers that commute with a positive per-channel scale and keep channel positions: Split,
+    ReLU and leaky ReLU (``relu(a x) = a relu(x)`` for ``a > 0``), max and average pooling."""
+    return layer.type in ("Split", "ReLU", "Pooling")
 
 
 def _producer_ok(layer: Layer) -> bool:
@@ -75,11 +73,7 @@ def _producer_ok(layer: Layer) -> bool:
 
     if layer.type not in ("Convolution", "ConvolutionDepthWise") or len(layer.outputs) != 1:
         return False
-    if not float_weights(layer) or not layer.p("bias_term"):
-        return False
-    act = layer.p("activation_type")
-    params = layer.p("activation_params")
-    return act == 0 or (act == 1 and (not params or float(params[0]) == 0.0))
+    return float_weights(layer) and layer.p("activation_type") in (0, 1, 2)  # none, ReLU, leaky ReLU
 
 
 def _depthwise(layer: Layer, channels: int) -> bool:
@@ -98,8 +92,9 @@ def _reader_ok(layer: Layer, channels: int) -> bool:
 
 
 def groups(graph: Graph, channels: Mapping[str, int]) -> list[Group]:
-    """Every producer whose output channels reach only plain Convolutions (through ReLU, max pooling, Split
-    and channel Concat), with those readers; ``channels`` gives each 3-D blob's channel count."""
+    """Every producer whose output channels reach only plain or depthwise Convolutions (through the layers of
+    :func:`_commutes` and channel Concat), with those readers; ``channels`` gives each 3-D blob's channel
+    count."""
     consumers = graph.consumer_map()
     outputs = set(graph.outputs)
     found = []
@@ -116,7 +111,8 @@ def groups(graph: Graph, channels: Mapping[str, int]) -> list[Group]:
             for reader in consumers[blob]:
                 if _commutes(reader) and len(reader.inputs) == 1:
                     stack.extend((out, offset) for out in reader.outputs)
-                elif reader.type == "Concat" and int(reader.p("axis")) == 0 and set(reader.inputs) <= channels.keys():
+                elif (reader.type == "Concat" and int(reader.p("axis")) == 0 and reader.inputs.count(blob) == 1
+                      and set(reader.inputs) <= channels.keys()):
                     before = reader.inputs[:reader.inputs.index(blob)]
                     stack.append((reader.outputs[0], offset + sum(channels[b] for b in before)))
                 elif _reader_ok(reader, channels[blob]):
@@ -183,7 +179,8 @@ def rescale(group: Group, a: np.ndarray) -> None:
     c = len(a)
     w = producer.weight("weight")
     set_weight(producer, "weight", (w.reshape(c, -1) * a[:, None]).reshape(w.shape))
-    set_weight(producer, "bias", producer.weight("bias") * a)
+    if producer.p("bias_term"):
+        set_weight(producer, "bias", producer.weight("bias") * a)
     for reader, offset, width in group.readers:
         w = reader.weight("weight")
         rows = 1 if _depthwise(reader, width) else int(reader.p("num_output"))

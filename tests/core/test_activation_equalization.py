@@ -38,12 +38,13 @@ def _model(rng):
     b2 = _conv(b, s2, 8, 10, 3, 1, "b2", rng, spread=20)
     y = b.layer("Concat", [b1, b2], name="concat")
     y = b.layer("Pooling", [y], {0: 1, 1: 3, 2: 1, 3: 1}, name="avgpool")
-    c = _conv(b, y, 16, 12, 1, 1, "c", rng, spread=20)
+    c = _conv(b, y, 16, 12, 1, 2, "c", rng, spread=20)  # leaky ReLU: commutes too
     d = _conv(b, c, 12, 12, 3, 3, "d", rng, dw=True)  # ReLU6: bounded, not a producer
     e = _conv(b, d, 12, 6, 1, 1, "e", rng, spread=20)
     f = _conv(b, e, 6, 6, 1, 0, "f", rng)
     b.layer("BinaryOp", [e, f], {0: 0}, name="out")  # e also feeds an element-wise layer: not rescaled
     graph = b.build()
+    graph.layer("c").params["activation_params"] = [0.1]
     graph.layer("d").params["activation_params"] = [0.0, 6.0]
     return graph
 
@@ -59,6 +60,10 @@ def test_groups_follow_pooling_split_and_concat_into_plain_and_depthwise_readers
              for g in groups(graph, {k: v[0] for k, v in shapes.items() if len(v) == 3})}
     assert found == {"a": [("b1", 0, 8), ("b2", 0, 8)], "b1": [("c", 0, 16)], "b2": [("c", 6, 16)],
                      "c": [("d", 0, 12)]}
+    b = GraphBuilder()  # one blob twice in a Concat: two slices would need the factors, not handled
+    p = _conv(b, b.input("data", (4, 6, 6)), 4, 4, 1, 1, "p", np.random.default_rng(1))
+    _conv(b, b.layer("Concat", [p, p], name="twice"), 8, 2, 1, 0, "r", np.random.default_rng(1))
+    assert not groups(b.build(), {"data": 4, "p": 4, "twice": 8})
 
 
 def test_an_fp32_identity_in_the_runtime_that_evens_the_channel_ranges():
