@@ -51,7 +51,8 @@ class CompileResult:
 
     def summary(self) -> str:
         """The closing summary: per stage time and outcome, sizes, files written."""
-        lines = [f"  {stage:<16}{seconds:7.2f} s  {self.notes.get(stage, '')}"
+        width = max([16, *(len(stage) + 1 for stage in self.stages)])
+        lines = [f"  {stage:<{width}}{seconds:7.2f} s  {self.notes.get(stage, '')}"
                  for stage, seconds in self.stages.items()]
         ratio = self.out_bytes / self.fp32_bytes if self.fp32_bytes else 0.0
         lines.append(f"  size: fp32 .bin {self.fp32_bytes} bytes -> {self.out_bytes} bytes ({ratio:.3f}x)")
