@@ -34,6 +34,7 @@ import numpy as np
 
 from ncnnc.core.ir import Graph, Layer
 from ncnnc.core.patterns import set_weight
+from ncnnc.plugins.passes.common import float_weights, param
 
 STRENGTH = 0.5
 """How much of a channel's range deficit moves into the readers' weights (0: none, 1: all)."""
@@ -69,8 +70,6 @@ def _commutes(layer: Layer) -> bool:
 
 
 def _producer_ok(layer: Layer) -> bool:
-    from ncnnc.plugins.passes.common import float_weights
-
     if layer.type not in ("Convolution", "ConvolutionDepthWise") or len(layer.outputs) != 1:
         return False
     return float_weights(layer) and layer.p("activation_type") in (0, 1, 2)  # none, ReLU, leaky ReLU
@@ -82,8 +81,6 @@ def _depthwise(layer: Layer, channels: int) -> bool:
 
 
 def _reader_ok(layer: Layer, channels: int) -> bool:
-    from ncnnc.plugins.passes.common import float_weights, param
-
     if len(layer.inputs) != 1 or not float_weights(layer) or param(layer, "pad_value") != 0:
         return False
     if layer.type == "Convolution":
@@ -91,37 +88,42 @@ def _reader_ok(layer: Layer, channels: int) -> bool:
     return _depthwise(layer, channels)
 
 
+def _readers(graph: Graph, producer: Layer, channels: Mapping[str, int],
+             consumers: Mapping[str, list[Layer]]) -> list[tuple[Layer, int, int]] | None:
+    """The readers of ``producer``'s channels as ``(reader, offset, width)``, or None when anything else
+    (a graph output, another layer type, a blob of unknown shape) also sees them."""
+    outputs = set(graph.outputs)
+    found: list[tuple[Layer, int, int]] = []
+    stack = [(producer.outputs[0], 0)]
+    while stack:
+        blob, offset = stack.pop()
+        if blob in outputs or not consumers.get(blob) or blob not in channels:
+            return None
+        for reader in consumers[blob]:
+            if _commutes(reader) and len(reader.inputs) == 1:
+                stack.extend((out, offset) for out in reader.outputs)
+            elif (reader.type == "Concat" and int(reader.p("axis")) == 0 and reader.inputs.count(blob) == 1
+                  and set(reader.inputs) <= channels.keys()):
+                before = reader.inputs[:reader.inputs.index(blob)]
+                stack.append((reader.outputs[0], offset + sum(channels[b] for b in before)))
+            elif _reader_ok(reader, channels[blob]):
+                found.append((reader, offset, channels[blob]))
+            else:
+                return None
+    return found
+
+
 def groups(graph: Graph, channels: Mapping[str, int]) -> list[Group]:
     """Every producer whose output channels reach only plain or depthwise Convolutions (through the layers of
     :func:`_commutes` and channel Concat), with those readers; ``channels`` gives each 3-D blob's channel
     count."""
     consumers = graph.consumer_map()
-    outputs = set(graph.outputs)
     found = []
     for layer in graph.layers:
-        if not _producer_ok(layer) or layer.outputs[0] not in channels:
-            continue
-        readers: list[tuple[Layer, int, int]] | None = []
-        stack = [(layer.outputs[0], 0)]
-        while stack and readers is not None:
-            blob, offset = stack.pop()
-            if blob in outputs or not consumers.get(blob) or blob not in channels:
-                readers = None
-                break
-            for reader in consumers[blob]:
-                if _commutes(reader) and len(reader.inputs) == 1:
-                    stack.extend((out, offset) for out in reader.outputs)
-                elif (reader.type == "Concat" and int(reader.p("axis")) == 0 and reader.inputs.count(blob) == 1
-                      and set(reader.inputs) <= channels.keys()):
-                    before = reader.inputs[:reader.inputs.index(blob)]
-                    stack.append((reader.outputs[0], offset + sum(channels[b] for b in before)))
-                elif _reader_ok(reader, channels[blob]):
-                    readers.append((reader, offset, channels[blob]))
-                else:
-                    readers = None
-                    break
-        if readers:
-            found.append(Group(layer, readers))
+        if _producer_ok(layer) and layer.outputs[0] in channels:
+            readers = _readers(graph, layer, channels, consumers)
+            if readers:
+                found.append(Group(layer, readers))
     return found
 
 
@@ -168,8 +170,7 @@ def channel_ranges(graph: Graph, inputs: Mapping[str, np.ndarray], blobs: list[s
 def factors(channel_range: np.ndarray, reader_range: float, strength: float = STRENGTH,
             max_factor: float = MAX_FACTOR) -> np.ndarray:
     """``a_i = clip((R / r_i) ** strength, 1, max_factor)`` (1 where the channel is never nonzero)."""
-    with np.errstate(divide="ignore"):
-        ratio = np.where(channel_range > 0, reader_range / np.maximum(channel_range, 1e-30), 1.0)
+    ratio = np.where(channel_range > 0, reader_range / np.maximum(channel_range, 1e-30), 1.0)
     return np.clip(ratio ** strength, 1.0, max_factor).astype(np.float32)
 
 

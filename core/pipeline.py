@@ -260,9 +260,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     out_graph, table = graph, None
     if equalize:
         _equalize(graph, result)
-    if int8 and equalize_activations:
-        _equalize_activations(graph, images, result)
     if int8:
+        if equalize_activations:
+            _equalize_activations(graph, images, result)
         t = time.perf_counter()
         say(f"calibrating ({method}) ...")
         cal = calibrate(graph, lists=images.lists, method=method, method_params=method_params, mean=images.mean,
