@@ -434,6 +434,8 @@ def input_specs(graph: Graph, lists: Sequence[str | Path | Sequence[str | Path]]
         px = (pixel[i] if pixel else "BGR").upper()
         if px not in PIXEL_TYPES:
             raise NcnncError(f"unknown pixel type {px!r} (one of {', '.join(PIXEL_TYPES)})")
+        if shape and not npy and len(shape[i]) not in (2, 3):
+            raise NcnncError(f"shape={list(shape[i])} for input {blob!r}: an image input needs [w,h] or [w,h,c]")
         shp = tuple(int(v) for v in shape[i]) if shape else _input_layer_shape(graph, blob)
         check_mean_norm(mean[i] if mean else None, norm[i] if norm else None, px, npy,
                         shape[i] if shape and px != "RAW" else None)

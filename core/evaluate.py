@@ -173,11 +173,12 @@ def _graph_and_files(model: Graph | tuple[str | Path, str | Path]) -> tuple[Grap
 
 def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[str | Path, str | Path],
              images: str | Path | Sequence[str | Path], *, labels: str | Path | None = None,
-             mean: Sequence[float] = (), norm: Sequence[float] = (), shape: Sequence[int] = (),
+             mean: Sequence[float] = (), norm: Sequence[float] = (), shape: Sequence[int] | None = None,
              pixel: str = "BGR", backend: str = "ncnn", batch_size: int = 8, limit: int | None = None,
              progress: bool = False) -> EvalResult:
     """Evaluate ``int8`` against ``fp32`` (each ``(param, bin)`` or a graph) on ``images`` (list file,
-    directory or paths).  Graphs run with the numpy or llvm backend (the ncnn runtime reads files)."""
+    directory or paths).  Graphs run with the numpy or llvm backend (the ncnn runtime reads files).
+    ``shape`` (ncnn's ``[w, h(, c)]``) resizes the images; None keeps the Input layer's size."""
     from tqdm import tqdm
 
     from ncnnc.core.calibration import batches, input_specs, load_batch
@@ -188,7 +189,7 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
                          str(p8 or "<graph>"))
     specs = input_specs(g32, [images if isinstance(images, (str, Path)) else list(images)],
                         mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
-                        shape=[list(shape)] if shape else [], pixel=[pixel])
+                        shape=[list(shape)] if shape is not None else [], pixel=[pixel])
     paths = specs[0].paths[:limit] if limit else specs[0].paths
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
     outputs = g32.outputs

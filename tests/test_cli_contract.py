@@ -165,6 +165,11 @@ def test_run_states_the_preprocessing_it_assumed(capsys):
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--shape", "320,320,1", "pixel=GRAY",
       "mean=[1]", "-o", "never"], "shape=[320,320,1] gives layer conv1 1 input channel(s)"),
     (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "--mean", "104,117"], "mean=[104,117] has 2 value(s)"),
+    # an empty shape (found by bench/fuzz.py: a traceback in compile, ignored by eval)
+    (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "shape=[]", "-o", "never"],
+     "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
+    (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "shape=[]"],
+     "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
 ])
 def test_settings_are_checked_before_work_and_blamed(argv, blamed, capsys):
     assert main(argv) == 2

@@ -88,7 +88,7 @@ def _evaluate(args: argparse.Namespace, options: dict[str, str]) -> int:
                       mean=parse_number_list("mean", options["mean"]) if "mean" in options else (),
                       norm=parse_number_list("norm", options["norm"]) if "norm" in options else (),
                       shape=[int(v) for v in parse_number_list("shape", options["shape"])] if "shape" in options
-                      else (), pixel=options.get("pixel", "BGR"), backend=args.backend, limit=args.limit,
+                      else None, pixel=options.get("pixel", "BGR"), backend=args.backend, limit=args.limit,
                       progress=True)
     if args.report:
         write_eval_report(args, result, options)
