@@ -83,6 +83,23 @@ def _fp32_size(graph: Graph) -> int:
     return len(bin_bytes(copy))
 
 
+def _check_fp32_layers(graph: Graph, names: Iterable[str], source: str,
+                       loaded: dict[str, str | None] | None = None) -> None:
+    """A user error for a ``--fp32-layers`` name ``graph`` does not have (before calibration, not after it).
+    ``loaded`` maps the names before optimizing to the layer that fed each one, to say where a fused layer went."""
+    for name in names:
+        if graph.find(name) is not None:
+            continue
+        if loaded is not None and name in loaded:
+            from ncnnc.plugins.quantizer import DYNAMIC_TYPES, STATIC_TYPES
+
+            into = graph.find(loaded[name]) if loaded[name] else None
+            where = (f"fused it into {into.name!r}: keep that one fp32" if into is not None
+                     and into.type in STATIC_TYPES + DYNAMIC_TYPES else "removed it (it had nothing to quantize)")
+            raise NcnncError(f"--fp32-layers names layer {name!r}, but the optimizer {where}", source)
+        raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", source)
+
+
 def _load(model: Graph | str | Path | Sequence[str | Path]) -> tuple[Graph, str]:
     from ncnnc.core.frontend import load_model
 
@@ -247,6 +264,10 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     images = CalibrationImages.of(graph, calib, mean, norm, shape, pixel) if int8 else None
     if images is not None:  # the calibration images' shapes must fit the weights: say so now
         images.check_fits(graph)
+    _check_fp32_layers(graph, fp32_layers, source)
+    producers = graph.producers()
+    loaded_names = {layer.name: producers[layer.inputs[0]].name if layer.inputs and layer.inputs[0] in producers
+                    else None for layer in graph.layers}
     result = CompileResult(graph, None, fp32_bytes=_fp32_size(graph))
     result.stages["load"] = time.perf_counter() - start
     result.notes["load"] = f"{source}: {len(graph)} layers"
@@ -257,6 +278,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     result.stages["optimize"] = time.perf_counter() - t
     result.notes["optimize"] = (f"layers {opt.layers_before} -> {opt.layers_after} "
                                 f"({opt.layers_before - opt.layers_after} fused or removed)")
+    _check_fp32_layers(graph, fp32_layers, source, loaded_names)
     out_graph, table = graph, None
     if equalize:
         _equalize(graph, result)

@@ -170,6 +170,8 @@ def test_run_states_the_preprocessing_it_assumed(capsys):
      "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
     (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "shape=[]"],
      "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
+    (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--fp32-layers", "nosuch", "-o", "never"],
+     "--fp32-layers names layer 'nosuch', which the model does not have"),
 ])
 def test_settings_are_checked_before_work_and_blamed(argv, blamed, capsys):
     assert main(argv) == 2
@@ -179,6 +181,16 @@ def test_settings_are_checked_before_work_and_blamed(argv, blamed, capsys):
     assert "optimizing" not in err and "calibrating" not in err and not captured.out
     assert not any(p.name.lower().endswith(".jpeg") for p in map(Path, err.split()))  # no image is blamed
     assert not Path("never").exists()
+
+
+@pytest.mark.parametrize("name, blamed", [("relu_conv1", "fused it into 'conv1': keep that one fp32"),
+                                            ("drop9", "removed it (it had nothing to quantize)")])
+def test_fp32_layers_the_optimizer_fused_away_are_blamed_before_calibration(name, blamed, capsys):
+    argv = ["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--fp32-layers", name, "-o", "never"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"--fp32-layers names layer {name!r}, but the optimizer {blamed}"), err
+    assert not any("calibrating" in line for line in err) and not Path("never").exists()
 
 
 def test_inspect_without_a_shape_lists_everything_else(tmp_path, capsys):
