@@ -155,6 +155,26 @@ def test_run_states_the_preprocessing_it_assumed(capsys):
 
 
 @pytest.mark.parametrize("argv, blamed", [
+    (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "--limit", "-3"],
+     "argument --limit: expected at least 1, got -3"),
+    (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "--worst", "-1"],
+     "argument --worst: expected at least 0, got -1"),
+    (["run", *MODEL, str(IMAGES[0]), "--top", "0"], "argument --top: expected at least 1, got 0"),
+    (["calibrate", *MODEL, str(EXAMPLE / "images"), "never", "--cache-mb", "-5"],
+     "argument --cache-mb: expected at least 0, got -5"),
+    (["calibrate", *MODEL, str(EXAMPLE / "images"), "never", "--shard-batches", "x"],
+     "argument --shard-batches: expected a whole number, got 'x'"),
+])
+def test_counts_below_their_least_are_usage_errors(argv, blamed, capsys):
+    """Counts below their least were Python slices (``--limit -3``: all images but 3) or silently ignored."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1 and blamed in err, err
+    assert not Path("never").exists()
+
+
+@pytest.mark.parametrize("argv, blamed", [
     (["run", *MODEL, str(IMAGES[0]), "mean=[127,127]"], "mean=[127,127] has 2 value(s), but pixel=BGR images have 3"),
     (["run", *MODEL, str(IMAGES[0]), "shape=[227,227,1]", "pixel=GRAY", "mean=[1]"],
      "shape=[227,227,1] gives layer conv1 1 input channel(s)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ncnnc.core.calibration import DEFAULT_BATCH, DEFAULT_THREADS, calibrate
+from ncnnc.core.commands.arguments import at_least
 from ncnnc.core.commands.table import parse_float_lists, parse_int_lists
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.executors import EXECUTORS, make_executor
@@ -39,13 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: every core; the table does not depend on it)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                         help=f"images per forward pass (default {DEFAULT_BATCH})")
-    parser.add_argument("--cache-mb", type=int, default=1024,
+    parser.add_argument("--cache-mb", type=at_least(0), default=1024,
                         help="memory for activations kept between passes (the rest is recomputed)")
     parser.add_argument("--executor", choices=EXECUTORS, default=None,
                         help="where the work runs: local processes (default) or a Dask cluster")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask)")
-    parser.add_argument("--shard-batches", type=int, default=None, metavar="N",
+    parser.add_argument("--shard-batches", type=at_least(1), default=None, metavar="N",
                         help="batches per Dask task (default 8)")
     parser.add_argument("--winograd-bits", type=int, choices=WINOGRAD_BITS, default=6,
                         help="weights of 3x3 stride-1 convolutions: 6 bits as ncnn2table (default), or 8: per "

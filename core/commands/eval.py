@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ncnnc.core.commands.arguments import at_least
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ncnnc eval``."""
@@ -33,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("ncnn", "numpy", "llvm"), default="ncnn",
                         help="run the models in the real ncnn runtime (default), the numpy backend or as native "
                              "code (llvm, host JIT)")
-    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
-    parser.add_argument("--worst", type=int, default=10, metavar="N", help="how many layers to list (default 10)")
+    parser.add_argument("--limit", type=at_least(1), metavar="N", help="use only the first N images")
+    parser.add_argument("--worst", type=at_least(0), default=10, metavar="N",
+                        help="how many layers to list (default 10)")
     parser.add_argument("--report", metavar="REPORT.html",
                         help="also write a quantization report with charts (needs ncnnc[report])")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of the summary")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ncnnc.core.commands.arguments import at_least
 from ncnnc.core.commands.preprocessing import add_flags, merge
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.fileio import atomic_outputs
@@ -44,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input blob; repeat it for a multi-input model, whose INPUT files then go one per "
                              "--input in this order for each run (default: the model's inputs)")
     parser.add_argument("--output", action="append", help="output blob (repeatable; default: the model's outputs)")
-    parser.add_argument("--top", type=int, default=5, metavar="K", help="classes to print per output (default 5)")
+    parser.add_argument("--top", type=at_least(1), default=5, metavar="K",
+                        help="classes to print per output (default 5)")
     parser.add_argument("--labels", help="class names, one per line (synset_words.txt)")
     parser.add_argument("--save", metavar="OUT.npz", help="save every output blob, stacked over the inputs")
     parser.add_argument("--backend", choices=("numpy", "ncnn", "llvm"), default="numpy",
