@@ -192,6 +192,11 @@ def test_counts_below_their_least_are_usage_errors(argv, blamed, capsys):
      "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--fp32-layers", "nosuch", "-o", "never"],
      "--fp32-layers names layer 'nosuch', which the model does not have"),
+    # settings of a step that does not run (they were ignored)
+    (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--target-cos", "0.99", "-o", "never"],
+     "--target-cos applies only with --auto-mixed-precision"),
+    (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--refine-images", "50", "-o", "never"],
+     "--refine-images applies only with a refine step (--quality high, --adaround, --bias-correction or --act-scale)"),
 ])
 def test_settings_are_checked_before_work_and_blamed(argv, blamed, capsys):
     assert main(argv) == 2

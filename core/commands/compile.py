@@ -97,6 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
+def _only_with(needed: str, flags: tuple[tuple[str, object], ...]) -> None:
+    """A user error naming the given ``flags`` (``(flag, given)`` pairs) that do nothing without ``needed``."""
+    given = [flag for flag, on in flags if on]
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise NcnncError(f"{', '.join(given)} {verb} only with {needed}")
+
+
 def parse_number_list(key: str, text: str) -> list[float]:
     """``[104,117,123]`` (brackets optional) -> ``[104.0, 117.0, 123.0]``."""
     body = text.strip().removeprefix("[").removesuffix("]")
@@ -150,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and not args.calib:
         raise NcnncError("--int8 needs calibration images: --calib LIST_OR_DIR")
     if not args.int8:
-        int8_only = [flag for flag, given in (
+        _only_with("--int8 (without it the fp32 model is compiled)", (
             ("--calib", args.calib), ("--auto-mixed-precision", args.auto_mixed_precision),
             ("--fp32-layers", args.fp32_layers), ("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
             ("--amp-images", args.amp_images != 16), ("method=", "method" in options), ("--report", args.report),
@@ -159,10 +167,13 @@ def run(args: argparse.Namespace) -> int:
             ("--asymmetric", args.asymmetric is not None),
             ("--equalize-activations", args.equalize_activations),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
-            (" ".join(f"{k}=" for k in method_params), method_params)) if given]
-        if int8_only:
-            verb = "apply" if len(int8_only) > 1 else "applies"
-            raise NcnncError(f"{', '.join(int8_only)} {verb} only with --int8 (without it the fp32 model is compiled)")
+            (" ".join(f"{k}=" for k in method_params), method_params)))
+    elif not args.auto_mixed_precision:
+        _only_with("--auto-mixed-precision", (("--target-cos", args.target_cos != DEFAULT_TARGET_COS),
+                                              ("--amp-images", args.amp_images != 16)))
+    if args.int8 and args.quality == "default" and not (args.adaround or args.bias_correction or args.act_scale):
+        _only_with("a refine step (--quality high, --adaround, --bias-correction or --act-scale)",
+                   (("--refine-images", args.refine_images != 100),))
     if (args.emit_asm or args.emit_llvm) and not args.target:
         raise NcnncError(f"{'--emit-asm' if args.emit_asm else '--emit-llvm'} needs --target NAME")
     if args.target:
