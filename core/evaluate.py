@@ -190,6 +190,8 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
     specs = input_specs(g32, [images if isinstance(images, (str, Path)) else list(images)],
                         mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
                         shape=[list(shape)] if shape is not None else [], pixel=[pixel])
+    if specs[0].reads_images():
+        specs[0].check_image_shape()  # before the progress bar
     paths = specs[0].paths[:limit] if limit else specs[0].paths
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
     outputs = g32.outputs

@@ -157,6 +157,9 @@ class CalibrationImages:
         from ncnnc.core.input_check import PIXEL_CHANNELS, check_shape_fits
 
         specs = self.specs(graph)
+        for spec in specs:
+            if self.shape and spec.reads_images():
+                spec.check_image_shape()
         shapes = {}
         for spec, shape in zip(specs, self.shape):
             if len(shape) >= 2 and shape[0] > 0 and shape[1] > 0:

@@ -98,6 +98,17 @@ def _input(layer: Layer, ins: list[Shape]) -> list[Shape]:
     return [tuple(dims)]
 
 
+class WindowError(GraphError):
+    """A Convolution's or Pooling's window leaves no output on its padded input (the runtime's layer fails)."""
+
+
+def _check_window(layer: Layer, oh: int, ow: int, kh: int, kw: int, hp: int, wp: int) -> None:
+    """Raise :class:`WindowError` when a ``kh x kw`` window leaves no output on an ``hp x wp`` padded input."""
+    if oh <= 0 or ow <= 0:
+        raise WindowError(f"its {kw}x{kh} window (w x h) is larger than its padded input {wp}x{hp}",
+                          where=f"layer {layer.name}")
+
+
 @shape_rule("Convolution", "ConvolutionDepthWise")
 def _conv(layer: Layer, ins: list[Shape]) -> list[Shape]:
     if len(ins[0]) == 1 and layer.type == "Convolution" and layer.p("kernel_w") == layer.p("kernel_h") == 1:
@@ -111,6 +122,7 @@ def _conv(layer: Layer, ins: list[Shape]) -> list[Shape]:
         hp = h  # ncnn pads a 1-D blob along w only
     oh = (hp - (dh * (kh - 1) + 1)) // sh + 1
     ow = (wp - (dw * (kw - 1) + 1)) // sw + 1
+    _check_window(layer, oh, ow, dh * (kh - 1) + 1, dw * (kw - 1) + 1, hp, wp)
     return [(layer.p("num_output"), oh, ow)]
 
 
@@ -169,6 +181,7 @@ def _pooling(layer: Layer, ins: list[Shape]) -> list[Shape]:
             left = right = top = bottom = 0
     ow = (w + left + right - kw) // sw + 1
     oh = (h + top + bottom - kh) // sh + 1
+    _check_window(layer, oh, ow, kh, kw, h + top + bottom, w + left + right)
     return [(c, oh, ow)]
 
 

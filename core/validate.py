@@ -249,21 +249,31 @@ def _flag(layer: Layer, name: str) -> bool:
     return bool(schema and name in schema.by_name and layer.params[name])
 
 
+def _fixed_size(layer: Layer) -> bool:
+    """Whether an Input layer gives its whole size (w, h and c positive, none dynamic)."""
+    return all(layer.p(k) > 0 for k in ("w", "h", "c"))
+
+
 def check_weights_fit(graph: Graph, path: str | None = None) -> None:
-    """For a graph whose input sizes are known: every Convolution's weights must fit its input's channels.
+    """For a graph whose input sizes are known: every Convolution's weights must fit its input's channels,
+    and (at a fixed input size) every Convolution's and Pooling's window its padded input.
 
     ncnn loads a model whose weight count does not match its input (it reads past the weights at run
     time), so this is checked here, where shape inference can say which layer is wrong.
     """
     from ncnnc.core.errors import NcnncError
     from ncnnc.core.resources import ResourceError
-    from ncnnc.core.shapes import infer_shapes
+    from ncnnc.core.shapes import WindowError, infer_shapes
 
     saved = graph.shapes
     try:
         shapes = infer_shapes(graph)
     except ResourceError:
         raise
+    except WindowError as e:  # a window larger than its input, at the model's own fixed input size
+        if all(_fixed_size(layer) for layer in graph.layers if layer.type == "Input"):
+            raise ModelFormatError(e.message, path, e.where) from None
+        return
     except NcnncError:
         return  # sizes not known before the input is given
     finally:

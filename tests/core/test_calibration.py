@@ -145,7 +145,7 @@ def test_input_specs_checks(tmp_path: Path):
         input_specs(g, [[]])
     for bad in ([], [227], [227, 227, 3, 1]):  # found by bench/fuzz.py: shape=[] was a traceback
         with pytest.raises(NcnncError, match=r"needs \[w,h\] or \[w,h,c\]"):
-            input_specs(g, [[tmp_path / "a"]], shape=[bad])
+            input_specs(g, [[tmp_path / "a"]], shape=[bad])[0].load(0)
     spec = input_specs(g, [[tmp_path / "a"]])[0]
     assert spec.shape == (12, 12, 3) and spec.pixel == "BGR"
 

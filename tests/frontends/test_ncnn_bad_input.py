@@ -49,6 +49,12 @@ def test_good_model_converts(tmp_path, capsys):
      "line 5: unknown layer type 'Mystery' (neither ncnn's nor a registered plugin's)"),
     (GOOD, b"\0\0\0\0" + b"\0" * 20, "layer conv (weight): truncated"),
     (GOOD, b"\0\0\0\0" + b"\0" * 24 + b"\0" * 8 + b"\0" * 12, "12 bytes left after the last layer's weights"),
+    # windows larger than the fixed input (found by bench/fuzz.py: a caffe pool kernel of 65536 converted, and
+    # the runtime refused the model)
+    (GOOD.replace("ReLU             relu   1 1 conv out", "Pooling          pool   1 1 conv out 1=9 2=1"), None,
+     "layer pool: its 9x9 window (w x h) is larger than its padded input 4x4"),
+    (GOOD.replace("0=2 1=1 5=1 6=6", "0=2 1=1 11=5 5=1 6=30"), b"\0" * (4 + 120 + 8),
+     "layer conv: its 1x5 window (w x h) is larger than its padded input 4x4"),
 ])
 def test_bad_model(tmp_path, capsys, param_text, bin_bytes, expect):
     p, b = _write(tmp_path, param_text, bin_bytes)
