@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ncnnc.core.errors import UnsupportedError
 from ncnnc.core.ir import Layer
 from ncnnc.core.layer_types_nd import window_rank
-from ncnnc.core.shapes import Shape, shape_rule
+from ncnnc.core.shapes import Shape, WindowError, shape_rule
 
 AXES = {1: ("w",), 3: ("d", "h", "w")}
 PADS = {"w": ("pad_left", "pad_right"), "h": ("pad_top", "pad_bottom"), "d": ("pad_front", "pad_behind")}
@@ -82,10 +82,21 @@ def pool_axes(layer: Layer, sizes: Shape) -> list[Axis]:
     return axes
 
 
+def _window_out(layer: Layer, axes: list[Axis], sizes: Shape) -> list[int]:
+    """The output size along each axis; :class:`~ncnnc.core.shapes.WindowError` when a window leaves none."""
+    out = [a.out(s) for a, s in zip(axes, sizes)]
+    if any(o <= 0 for o in out):
+        windows = "x".join(str(a.dilation * (a.kernel - 1) + 1) for a in axes)
+        padded = "x".join(str(s + a.before + a.after + a.tail) for a, s in zip(axes, sizes))
+        raise WindowError(f"its {windows} window is larger than its padded input {padded} (outermost axis first)",
+                          where=f"layer {layer.name}")
+    return out
+
+
 @shape_rule("Convolution1D", "ConvolutionDepthWise1D", "Convolution3D", "ConvolutionDepthWise3D")
 def _conv_nd(layer: Layer, ins: list[Shape]) -> list[Shape]:
     spatial = ins[0][1:]
-    return [(layer.p("num_output"), *(a.out(s) for a, s in zip(conv_axes(layer, spatial), spatial)))]
+    return [(layer.p("num_output"), *_window_out(layer, conv_axes(layer, spatial), spatial))]
 
 
 OUTPUT_PADS = {"w": "output_pad_right", "h": "output_pad_bottom", "d": "output_pad_behind"}
@@ -123,7 +134,7 @@ def _pool_nd(layer: Layer, ins: list[Shape]) -> list[Shape]:
     if layer.p("adaptive_pooling"):
         raise UnsupportedError("adaptive 1-D/3-D pooling is not supported", where=f"layer {layer.name}")
     spatial = ins[0][1:]
-    return [(ins[0][0], *(a.out(s) for a, s in zip(pool_axes(layer, spatial), spatial)))]
+    return [(ins[0][0], *_window_out(layer, pool_axes(layer, spatial), spatial))]
 
 
 @shape_rule("Softplus", "Shrink", "CELU", "Erf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -127,3 +128,20 @@ def test_unusual_ranks_match_the_numpy_backend(layer_type, shape, params):
     infer_shapes(graph)
     out = Interpreter(graph).run({"in0": np.zeros((1, *shape), np.float32)})["y"]
     assert graph.shapes["y"] == out.shape[1:]
+
+
+@pytest.mark.parametrize("layer_type, shape, params, blamed", [
+    ("Pooling", (3, 8, 8), {"kernel_w": 9, "kernel_h": 9, "pad_mode": 1}, "its 9x9 window (w x h)"),
+    ("Convolution", (3, 8, 8), {"num_output": 2, "kernel_w": 3, "kernel_h": 11}, "its 3x11 window (w x h)"),
+    ("Pooling1D", (4, 10), {"kernel_w": 20, "pad_mode": 1}, "its 20 window"),
+    ("Pooling3D", (2, 5, 6, 7), {"kernel_w": 2, "kernel_h": 9, "kernel_d": 2, "pad_mode": 1}, "its 2x9x2 window"),
+    ("Convolution1D", (4, 10), {"num_output": 2, "kernel_w": 4, "dilation_w": 4}, "its 13 window"),
+])
+def test_a_window_larger_than_its_input_is_an_error(layer_type, shape, params, blamed):
+    """The ncnn runtime cannot extract such a layer's output; inference used to return negative sizes."""
+    from ncnnc.core.shapes import WindowError
+
+    b = GraphBuilder()
+    b.layer(layer_type, [b.input("data", shape)], params)
+    with pytest.raises(WindowError, match=re.escape(f"{blamed} is larger than its padded input")):
+        infer_shapes(_with_weights(b.build()))
