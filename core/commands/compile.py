@@ -58,10 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto-mixed-precision", action="store_true",
                         help="keep the layers int8 hurts most fp32 until --target-cos holds")
     parser.add_argument("--target-cos", type=float, default=DEFAULT_TARGET_COS, metavar="C",
-                        help=f"worst-image output cosine similarity to reach (default {DEFAULT_TARGET_COS})")
+                        help=f"with --auto-mixed-precision: the worst-image output cosine similarity to reach "
+                             f"(default {DEFAULT_TARGET_COS})")
     parser.add_argument("--amp-images", type=int, default=16, metavar="N",
-                        help="calibration images used to measure sensitivity: the N hardest (lowest all-int8 "
-                             "output cosine) of up to 4N (default 16)")
+                        help="with --auto-mixed-precision: calibration images used to measure sensitivity, "
+                             "the N hardest (lowest all-int8 output cosine) of up to 4N (default 16)")
     parser.add_argument("--target", metavar="NAME",
                         help="also generate native code for this CPU target: model.o + model.h (e.g. host, "
                              "x86-64-v3, armv8, armv8.2-dotprod; `ncnnc plugins targets` lists them)")
@@ -93,7 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", choices=QUALITIES, default="default",
                         help="preset: high = --act-scale --adaround --winograd-bits 8 --asymmetric")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
-                        help="calibration images used by --bias-correction/--adaround (default 100)")
+                        help="calibration images the refine steps use (--quality high, --act-scale, --adaround, "
+                             "--bias-correction; default 100)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
 
 
