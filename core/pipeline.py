@@ -258,6 +258,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     elif emit_asm or emit_llvm:
         flag = "--emit-asm" if emit_asm else "--emit-llvm"
         raise NcnncError(f"{flag} needs a code generation target (--target NAME)")
+    if out_dir is not None:
+        _check_out_dir(Path(out_dir))
     start = time.perf_counter()
     graph, source = _load(model)
     check_fp32_model(graph, source)
@@ -483,6 +485,21 @@ def _codegen(graph: Graph, target: Target, shapes: Sequence[Sequence[int]], emit
                                f"{built.workspace_size} bytes, object {len(built.object_code)} bytes, "
                                + ("from cache" if built.cached else "compiled (not cached)"))
     return aot_files(built)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """A user error before any work when ``out_dir`` cannot become the output directory: a file is in the way
+    (there or above it), or the nearest existing folder above it is not writable.  Nothing is created."""
+    import os
+
+    for place in (out_dir, *out_dir.absolute().parents):
+        if place.exists():
+            if not place.is_dir():
+                raise NcnncError("exists and is not a directory" if place == out_dir else
+                                 f"cannot create the output directory: {place} is not a directory", str(out_dir))
+            if place != out_dir and not os.access(place, os.W_OK | os.X_OK):
+                raise NcnncError(f"cannot create the output directory: {place} is not writable", str(out_dir))
+            return
 
 
 def _write(out_dir: Path, param: str, data: bytes, table: CalibrationTable | None,

@@ -195,6 +195,8 @@ def test_counts_below_their_least_are_usage_errors(argv, blamed, capsys):
     # settings of a step that does not run (they were ignored)
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--target-cos", "0.99", "-o", "never"],
      "--target-cos applies only with --auto-mixed-precision"),
+    (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "-o", MODEL[0]],  # was found after the work
+     f"{MODEL[0]}: exists and is not a directory"),
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--refine-images", "50", "-o", "never"],
      "--refine-images applies only with a refine step (--quality high, --adaround, --bias-correction or --act-scale)"),
 ])
