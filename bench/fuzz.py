@@ -1,7 +1,7 @@
 """The fuzz campaign: ``python bench/fuzz.py --cases 10000`` mutates real inputs of every class and checks the CLI.
 
-Classes (one generator each, ``bench/fuzz_inputs.py``): ``param``, ``param.bin``, ``bin``, ``table``,
-``prototxt``, ``caffemodel``, ``onnx``, ``image``, ``list``, ``options``, ``outputs``; cases take the
+Classes (one generator each, ``bench/fuzz_inputs.py``): ``param``, ``param-int8``, ``param.bin``, ``bin``,
+``table``, ``prototxt``, ``caffemodel``, ``onnx``, ``image``, ``list``, ``options``, ``outputs``; cases take the
 classes in turn.  The contract (``bench/fuzz_runner.py``): a one-line error with exit status 2 and no
 output touched, or success whose models the real ncnn runtime loads; never a traceback, a hang (per-case
 timeout), a crash or a half-written output.  Prints a table of verdicts per class and every failing

@@ -410,6 +410,13 @@ def gen_param(rng: random.Random, index: int, base: Base) -> Case:
     return _model_case("param", index, ["optimize", "m.param", "m.bin", "out/o.param", "out/o.bin"], files)
 
 
+def gen_param_int8(rng: random.Random, index: int, base: Base) -> Case:
+    """A mutated text ``.param`` through the whole int8 ``compile``: optimize, calibrate, quantize."""
+    files = _image_files(base)
+    return _compile_case("param-int8", index, base, {**files, "m.param": mutate_param_text(rng, base.param),
+                                                      "list.txt": _list_text(sorted(files))}, "list.txt")
+
+
 def gen_param_bin(rng: random.Random, index: int, base: Base) -> Case:
     """A mutated binary ``.param.bin`` through ``optimize`` (written back as text)."""
     files = {"m.param.bin": mutate_param_bin(rng, base.param_bin), "m.bin": base.bin}
@@ -538,7 +545,8 @@ def gen_outputs(rng: random.Random, index: int, base: Base) -> Case:
 
 
 GENERATORS: dict[str, Callable[[random.Random, int, Base], Case]] = {
-    "param": gen_param, "param.bin": gen_param_bin, "bin": gen_bin, "table": gen_table, "prototxt": gen_prototxt,
+    "param": gen_param, "param-int8": gen_param_int8, "param.bin": gen_param_bin, "bin": gen_bin, "table": gen_table,
+    "prototxt": gen_prototxt,
     "caffemodel": gen_caffemodel, "onnx": gen_onnx, "image": gen_image, "list": gen_list, "options": gen_options,
     "outputs": gen_outputs,
 }
