@@ -174,7 +174,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             calib: str | Path | Sequence[Any] | None = None, mean: Sequence[Any] = (),
             norm: Sequence[Any] = (), shape: Sequence[Any] = (), pixel: str | Sequence[str] = "BGR",
             method: str = "kl",
-            method_params: dict | None = None, fp32_layers: Iterable[str] = (),
+            method_params: dict | None = None, fp32_layers: Iterable[str] | str = (),
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
             act_scale: bool = False, winograd_bits: int | None = None, asymmetric: bool | None = None,
@@ -190,8 +190,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     ``shape`` ``[w, h, c]``, ``pixel``) are ncnn2table's; for a model with several inputs each is given
     per input (``calib=["images.txt", "im_info.txt"]``, ``shape=[[600, 800, 3], [3]]``, ``pixel=["BGR",
     "RAW"]``).  ``method`` names a calibrator.
-    ``fp32_layers`` stay fp32; ``auto_mixed_precision`` keeps the most sensitive layers fp32
-    until the worst calibration image's output cosine reaches ``target_cos`` (measured on
+    ``fp32_layers`` (names, or one comma-separated string) stay fp32; ``auto_mixed_precision`` keeps the most
+    sensitive layers fp32 until the worst calibration image's output cosine reaches ``target_cos`` (measured on
     ``amp_images`` images), then with ``amp_prune`` tries each chosen layer back in int8 and leaves it int8
     if the target still holds.  ``equalize`` (cross-layer equalization before calibration),
     ``act_scale`` (each layer's input scale searched for its smallest output error), ``bias_correction`` and
@@ -226,9 +226,11 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     from ncnnc.plugins.quantizer import check_fp32_model, quantize
 
     say = log or (lambda message: print(message, file=sys.stderr) if progress else None)
-    fp32_layers = list(fp32_layers)
+    fp32_layers = [n for n in fp32_layers.split(",") if n] if isinstance(fp32_layers, str) else list(fp32_layers)
     if auto_mixed_precision and amp_images < 1:
         raise NcnncError(f"--amp-images {amp_images}: need at least 1")
+    if auto_mixed_precision and not 0 < target_cos <= 1:  # (a NaN fails too)
+        raise NcnncError(f"--target-cos {target_cos}: expected a number in (0, 1]")
     equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround, act_scale)
     winograd_bits = winograd_bits if winograd_bits is not None else 8 if quality == "high" else 6
     asymmetric = asymmetric if asymmetric is not None else quality == "high"

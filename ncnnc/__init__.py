@@ -7,6 +7,9 @@ The Python API mirrors the command line::
     ncnnc.infer_shapes(graph)
     ncnnc.save_model(graph, "out.param", "out.bin")
 
+A problem with the user's input is raised as ``ncnnc.NcnncError``, whose ``str()`` is the command line's one
+error line (file, place, problem).
+
 The names are imported on first use (PEP 562), so ``import ncnnc`` and the ``ncnnc`` command start
 fast.  In the ``ncnnc`` command itself an interrupt during start-up ends it quietly (status 130)
 instead of with a traceback from whatever was being imported; ``ncnnc.core.cli.main`` takes over the
@@ -46,6 +49,7 @@ _API = {
     "registry": ("ncnnc.core.registry", "registry"),
     "infer_shapes": ("ncnnc.core.shapes", "infer_shapes"),
     "CalibrationTable": ("ncnnc.core.table", "CalibrationTable"),
+    "NcnncError": ("ncnnc.core.errors", "NcnncError"),
 }
 """Public name -> (module, attribute), imported on first access."""
 
@@ -70,6 +74,7 @@ __all__ = [
     "Graph",
     "GraphBuilder",
     "Layer",
+    "NcnncError",
     "Weight",
     "infer_shapes",
     "jit",

@@ -304,3 +304,13 @@ def test_calibration_shows_a_progress_bar_on_a_terminal(tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert re.search(r"kl pass 1/2: +\d+%.*\| *\d+/32 ", text), text[-500:]
     assert "kl pass 2/2" in text and "img/s" in text
+
+
+def test_the_python_api_checks_what_the_cli_checks():
+    """``ncnnc.compile`` took ``target_cos=0`` with auto mixed precision, and read ``fp32_layers="conv1"`` as
+    the names ``c``, ``o``, ``n``, ... (a string is a comma-separated list, as on the command line)."""
+    calib = str(EXAMPLE / "images")
+    with pytest.raises(ncnnc.NcnncError, match=re.escape("--target-cos 0: expected a number in (0, 1]")):
+        ncnnc.compile(MODEL, calib=calib, auto_mixed_precision=True, target_cos=0)
+    with pytest.raises(ncnnc.NcnncError, match="names layer 'nosuch', which the model does not have"):
+        ncnnc.compile(MODEL, calib=calib, fp32_layers="conv1,nosuch")

@@ -182,8 +182,6 @@ def run(args: argparse.Namespace) -> int:
         from ncnnc.backends.llvm.targets import resolve
 
         resolve(args.target)  # an unknown target fails before any work
-    if not 0 < args.target_cos <= 1:
-        raise NcnncError(f"--target-cos {args.target_cos}: expected a number in (0, 1]")
     try:
         threads = int(options.get("thread", str(DEFAULT_THREADS)))
     except ValueError:
