@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
@@ -25,14 +26,15 @@ class Frontend:
     usage: str = ""
 
 
-def load_model(paths: Sequence[str], **options) -> Graph:
-    """Read a model with whichever registered frontend claims the paths.
+def load_model(paths: Sequence[str | Path] | str | Path, **options) -> Graph:
+    """Read a model with whichever registered frontend claims the paths (one path alone: an ONNX file).
 
     The graph is checked against ncnn's loading rules (:mod:`ncnnc.core.validate`) whichever frontend read it.
     """
     from ncnnc.core.registry import registry
     from ncnnc.core.validate import check_weights_fit, validate_graph
 
+    paths = [str(paths)] if isinstance(paths, (str, Path)) else [str(p) for p in paths]
     for reg in registry().all("frontends"):
         if reg.item.claims(list(paths)):
             graph = reg.item.load(list(paths), **options)

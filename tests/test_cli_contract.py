@@ -308,9 +308,12 @@ def test_calibration_shows_a_progress_bar_on_a_terminal(tmp_path):
 
 def test_the_python_api_checks_what_the_cli_checks():
     """``ncnnc.compile`` took ``target_cos=0`` with auto mixed precision, and read ``fp32_layers="conv1"`` as
-    the names ``c``, ``o``, ``n``, ... (a string is a comma-separated list, as on the command line)."""
+    the names ``c``, ``o``, ``n``, ... (a string is a comma-separated list, as on the command line);
+    ``ncnnc.load_model`` read one path given as a string as its characters."""
     calib = str(EXAMPLE / "images")
     with pytest.raises(ncnnc.NcnncError, match=re.escape("--target-cos 0: expected a number in (0, 1]")):
         ncnnc.compile(MODEL, calib=calib, auto_mixed_precision=True, target_cos=0)
     with pytest.raises(ncnnc.NcnncError, match="names layer 'nosuch', which the model does not have"):
         ncnnc.compile(MODEL, calib=calib, fp32_layers="conv1,nosuch")
+    # one path as a string or Path is one path (it was read as its characters: "no frontend reads '/ w o r k ...'")
+    assert len(ncnnc.load_model(MODEL[0]).layers) == len(ncnnc.load_model(Path(MODEL[0])).layers) == 75
