@@ -350,8 +350,8 @@ class InputSpec:
         return not self.npy and self.paths[0].suffix.lower() != ".npy"
 
     def check_image_shape(self) -> None:
-        """A user error for a ``shape=`` an image cannot be resized to (an image needs ``[w,h]`` or ``[w,h,c]``;
-        the user's ``shape=[]`` gets here, an Input layer's own size has 1 to 4 values)."""
+        """A user error unless ``shape`` is an image size, ``[w,h]`` or ``[w,h,c]`` (the user's ``shape=[]`` is not;
+        an Input layer's own size may have 1 to 4 values)."""
         if len(self.shape) not in (2, 3):
             raise NcnncError(f"shape={list(self.shape)} for input {self.blob!r}: an image input needs [w,h] or "
                              f"[w,h,c]")

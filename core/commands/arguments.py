@@ -19,5 +19,4 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {value}")
         return value
 
-    parse.__name__ = f"a whole number >= {minimum}"
     return parse
