@@ -8,14 +8,14 @@ layer is divided by its output scale first), averaged over the images, worst lay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ncnnc.core.errors import NcnncError
-from ncnnc.core.ir import Graph
+from ncnnc.core.ir import Graph, Layer
 
 
 def read_labels(path: str | Path) -> dict[str, int]:
@@ -112,6 +112,39 @@ def _quantized_outputs(graph: Graph) -> dict[str, float]:
     return result
 
 
+FUSED_ACTIVATION_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+"""The layer types the quantizer shifts (with a fused ReLU or ReLU6): :mod:`ncnnc.core.asymmetric`."""
+
+
+def _lower_bound(layer: Layer | None) -> float | None:
+    """The least value ``layer``'s activation lets through (0 for a ReLU), or None for an unbounded one."""
+    if layer is None:
+        return None
+    if layer.type == "ReLU":
+        return 0.0 if not layer.p("slope") else None
+    if layer.type == "Clip":
+        return float(layer.p("min"))
+    if layer.type in FUSED_ACTIVATION_TYPES:
+        kind = layer.p("activation_type")
+        if kind == 1:
+            return 0.0
+        if kind == 3:
+            return float(layer.p("activation_params")[0])
+    return None
+
+
+def _shift_offsets(fp32: Graph, int8: Graph, blobs: Iterable[str]) -> dict[str, float]:
+    """``blob -> c`` for int8 outputs that the quantizer shifted by ``-c`` (``--asymmetric``: a ReLU producer
+    clips at ``-c`` instead of 0), to be added back before comparing them with the fp32 model's."""
+    producers32, producers8 = fp32.producers(), int8.producers()
+    offsets = {}
+    for blob in blobs:
+        low32, low8 = _lower_bound(producers32.get(blob)), _lower_bound(producers8.get(blob))
+        if low32 is not None and low8 is not None and low8 < low32:
+            offsets[blob] = low32 - low8
+    return offsets
+
+
 class _Runner:
     """Runs one model on a batch with one backend, returning the requested blobs batched.
 
@@ -196,6 +229,7 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
     outputs = g32.outputs
     layers = _quantized_outputs(g8)
+    shifts = _shift_offsets(g32, g8, layers)
     want = outputs + [b for b in layers if b not in outputs]
     r32, r8 = _Runner(p32, b32, g32, backend), _Runner(p8, b8, g8, backend)
     out32, out8, cos_sum = [], [], dict.fromkeys(layers, 0.0)
@@ -207,7 +241,7 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
             out8.append(np.concatenate([b[o].reshape(len(indices), -1) for o in outputs], 1))
             for blob, divisor in layers.items():
                 x = a[blob].reshape(len(indices), -1).astype(np.float64)
-                y = b[blob].reshape(len(indices), -1).astype(np.float64) / divisor
+                y = b[blob].reshape(len(indices), -1).astype(np.float64) / divisor + shifts.get(blob, 0.0)
                 den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
                 cos_sum[blob] += float(np.sum(np.where(den > 0, np.sum(x * y, 1) / np.where(den > 0, den, 1), 1.0)))
             bar.update(len(indices))

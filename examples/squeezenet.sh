@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install ncnnc, compile SqueezeNet v1.1 to int8 and evaluate it against fp32 in the real ncnn runtime.
+# Install ncnnc, compile SqueezeNet v1.1 to int8 (as ncnn's tools do, then with --quality high) and evaluate
+# each against fp32 in the real ncnn runtime.
 #
 # Default: the bundled example in examples/squeezenet/ (the ncnn model as ncnn's examples ship it, its
 # labels, 32 ImageNet images; calibration on the first 16, evaluation on all 32).
@@ -22,9 +23,14 @@ mkdir -p "$OUT"
 find "$IMAGES" -type f | sort > "$OUT/images.txt"   # sort reads everything: no SIGPIPE under pipefail
 head -n "$CALIB" "$OUT/images.txt" > "$OUT/calib.txt"
 
-ncnnc compile "$MODEL/squeezenet_v1.1.param" "$MODEL/squeezenet_v1.1.bin" --int8 \
-    --calib "$OUT/calib.txt" mean=[104,117,123] norm=[1,1,1] shape=[227,227,3] pixel=BGR method=kl \
-    -o "$OUT"
-
-ncnnc eval "$MODEL/squeezenet_v1.1.param" "$MODEL/squeezenet_v1.1.bin" "$OUT/model.param" "$OUT/model.bin" \
-    "$IMAGES" --labels "$MODEL/synset_words.txt" mean=[104,117,123] norm=[1,1,1] shape=[227,227,3] pixel=BGR
+PRE=("mean=[104,117,123]" "norm=[1,1,1]" "shape=[227,227,3]" "pixel=BGR")
+# ncnn's own toolchain in one command (ncnnoptimize + ncnn2table method=kl + ncnn2int8), then the same with
+# --quality high (activation-scale search, learned rounding, 8-bit winograd weights, asymmetric inputs)
+for QUALITY in default high; do
+    if [ "$QUALITY" = high ]; then DIR=$OUT-quality-high; else DIR=$OUT; fi
+    echo "== ncnnc compile --quality $QUALITY"
+    ncnnc compile "$MODEL/squeezenet_v1.1.param" "$MODEL/squeezenet_v1.1.bin" --int8 \
+        --calib "$OUT/calib.txt" "${PRE[@]}" method=kl --quality "$QUALITY" -o "$DIR"
+    ncnnc eval "$MODEL/squeezenet_v1.1.param" "$MODEL/squeezenet_v1.1.bin" "$DIR/model.param" "$DIR/model.bin" \
+        "$IMAGES" --labels "$MODEL/synset_words.txt" "${PRE[@]}" --worst 3
+done

@@ -317,3 +317,18 @@ def test_the_python_api_checks_what_the_cli_checks():
         ncnnc.compile(MODEL, calib=calib, fp32_layers="conv1,nosuch")
     # one path as a string or Path is one path (it was read as its characters: "no frontend reads '/ w o r k ...'")
     assert len(ncnnc.load_model(MODEL[0]).layers) == len(ncnnc.load_model(Path(MODEL[0])).layers) == 75
+
+
+def test_eval_compares_shifted_layers_with_the_shift_added_back(tmp_path):
+    """``--asymmetric`` models output ``x - c`` from their ReLU producers: eval's per-layer cosine against
+    the fp32 ``x`` came out negative (-0.49 for SqueezeNet's squeeze layers) until ``c`` was added back."""
+    from ncnnc.core.evaluate import evaluate
+
+    pre = {"mean": [104, 117, 123], "norm": [1, 1, 1], "shape": [227, 227, 3]}
+    ncnnc.compile(MODEL, calib=[str(p) for p in IMAGES[:8]], asymmetric=True, out_dir=tmp_path, **pre)
+    int8 = (tmp_path / "model.param", tmp_path / "model.bin")
+    shifted = [layer for layer in load(*int8).layers if layer.type == "Convolution"
+               and layer.p("activation_type") == 3 and layer.p("activation_params")[0] < 0]
+    assert len(shifted) >= 20  # the model under test is shifted
+    result = evaluate(tuple(MODEL), int8, IMAGES[8:12], backend="numpy", **pre)
+    assert len(result.layer_cosine) == 26 and min(cos for _, cos in result.layer_cosine) > 0.95, result.layer_cosine
