@@ -214,7 +214,7 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
     ``shape`` (ncnn's ``[w, h(, c)]``) resizes the images; None keeps the Input layer's size."""
     from tqdm import tqdm
 
-    from ncnnc.core.calibration import batches, input_specs, load_batch
+    from ncnnc.core.calibration import batches, check_shapes, input_specs, load_batch
 
     (g32, p32, b32), (g8, p8, b8) = _graph_and_files(fp32), _graph_and_files(int8)
     if g32.outputs != g8.outputs or g32.inputs != g8.inputs:
@@ -225,6 +225,7 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
                         shape=[list(shape)] if shape is not None else [], pixel=[pixel])
     if specs[0].reads_images():
         specs[0].check_image_shape()  # before the progress bar
+    check_shapes(g32, specs)  # a size the model cannot take: blame it, not the runtime's failed extract
     paths = specs[0].paths[:limit] if limit else specs[0].paths
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None
     outputs = g32.outputs

@@ -192,6 +192,10 @@ def test_counts_below_their_least_are_usage_errors(argv, blamed, capsys):
      "shape=[] for input 'data': an image input needs [w,h] or [w,h,c]"),
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--fp32-layers", "nosuch", "-o", "never"],
      "--fp32-layers names layer 'nosuch', which the model does not have"),
+    # a size the model cannot take (eval said "the ncnn runtime could not extract blob 'prob'")
+    (["eval", *MODEL, *MODEL, str(EXAMPLE / "images"), "shape=[8,8,3]"],
+     "input shape data [3, 8, 8] does not fit the model: layer pool3: its 3x3 window (w x h) is larger than its "
+     "padded input 1x1"),
     # settings of a step that does not run (they were ignored)
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--target-cos", "0.99", "-o", "never"],
      "--target-cos applies only with --auto-mixed-precision"),
