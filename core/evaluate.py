@@ -3,7 +3,8 @@
 Labels come from the image file names: ``n01440764_tench.JPEG`` is WordNet id ``n01440764``,
 whose line number (from 0) in ``synset_words.txt`` is the class index.  Each quantized layer's
 output is compared fp32 vs int8 by cosine similarity per image (an int8 output of a requantizing
-layer is divided by its output scale first), averaged over the images, worst layer first.
+layer is divided by its output scale first, and one the quantizer shifted by ``-c`` for asymmetric
+inputs gets ``c`` back), averaged over the images, worst layer first.
 """
 
 from __future__ import annotations
