@@ -207,10 +207,11 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
                  asymmetric: bool = False) -> RefineReport:
     """Walk ``graph`` over batched ``inputs`` and let ``refiners`` adjust each quantized layer in place.
 
-    Layers in ``fp32_layers``, commented out in ``table`` or without scales stay fp32 in the simulated
-    quantized model and are not refined.  ``winograd_bits`` says how ``table`` quantized the winograd
-    convolutions (refiners keep them within what the runtime computes exactly); with ``asymmetric`` the
-    layers the quantizer will shift (:func:`~ncnnc.core.asymmetric.shifted_layers`) see their inputs so.
+    Layers in ``fp32_layers``, commented out in ``table``, without scales, or that the quantizer keeps fp32
+    anyway (1x1 convolutions of 1-D blobs) stay fp32 in the simulated quantized model and are not refined.
+    ``winograd_bits`` says how ``table`` quantized the winograd convolutions (refiners keep them within what
+    the runtime computes exactly); with ``asymmetric`` the layers the quantizer will shift
+    (:func:`~ncnnc.core.asymmetric.shifted_layers`) see their inputs so.
     """
     from ncnnc.backends.numpy.blas import single_thread
 
@@ -218,7 +219,10 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
     resolved = resolve_params(refiners, params)
     ordered = sorted(refiners, key=lambda r: r.order)
     report.seconds = {r.name: 0.0 for r in ordered} | {"walk": 0.0}
-    keep = set(fp32_layers) | set(table.commented)
+    from ncnnc.plugins.quantizer import one_d_convolutions
+
+    batch_shapes = {k: tuple(np.shape(v)[1:]) for k, v in inputs.items()}
+    keep = set(fp32_layers) | set(table.commented) | set(one_d_convolutions(graph, batch_shapes))
     quantized = {t.name for t in quant_targets(graph)
                  if t.name in table.input_scales and t.name in table.weight_scales and t.name not in keep}
     if asymmetric:

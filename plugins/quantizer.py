@@ -103,7 +103,7 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
             raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", model_path)
     _check_table(graph, table, table_path)
     report = QuantizeReport()
-    reasons |= {name: ONE_D_REASON for name in _one_d_convolutions(graph) if name not in keep}
+    reasons |= {name: ONE_D_REASON for name in one_d_convolutions(graph) if name not in keep}
     keep |= set(reasons)
     static = []
     for layer in graph.layers:
@@ -177,12 +177,14 @@ ONE_D_REASON = ("reads a 1-D blob: the ncnn runtime runs this 1x1 Convolution as
                 "form there gives wrong results")
 
 
-def _one_d_convolutions(graph: Graph) -> list[str]:
+def one_d_convolutions(graph: Graph, input_shapes: dict[str, tuple[int, ...]] | None = None) -> list[str]:
     """Convolutions whose input is a 1-D blob (after a global pooling: PP-OCRv5's squeeze-excitation
-    blocks), by shapes inferred from the input shapes calibration used (none known: none found)."""
+    blocks), which the quantizer keeps fp32 (:data:`ONE_D_REASON`), by shapes inferred from ``input_shapes``
+    (default: the input shapes calibration used; none known: none found)."""
     from ncnnc.core.shapes import infer_shapes
 
-    given = {b: graph.shapes[b] for b in graph.inputs if b in graph.shapes}  # as calibration saw them
+    given = input_shapes if input_shapes is not None else {
+        b: graph.shapes[b] for b in graph.inputs if b in graph.shapes}  # as calibration saw them
     try:
         shapes = infer_shapes(graph.copy(), given)
     except NcnncError:

@@ -34,12 +34,15 @@ def random_model(name: str, folder: Path) -> tuple[Path, Path]:
     return param, binf
 
 
-def test_ppocr_det_compiles_to_int8(tmp_path: Path, image_paths: list[Path]) -> None:
+@pytest.mark.parametrize("quality", ["default", "high"])
+def test_ppocr_det_compiles_to_int8(tmp_path: Path, image_paths: list[Path], quality: str) -> None:
     """compile --int8 accepts PP-OCRv5 det (its input check follows ncnn's 1-D blob semantics); the 1x1
-    convolutions on 1-D blobs stay fp32; the runtime's int8 output equals the numpy int8 simulation."""
+    convolutions on 1-D blobs stay fp32; the runtime's int8 output equals the numpy int8 simulation.  With
+    ``--quality high`` the refine walk leaves those convolutions fp32 too (it tried to refine them: a traceback)."""
     param, binf = random_model("PP_OCRv5_mobile_det.ncnn", tmp_path)
     result = ncnnc.compile([param, binf], calib=image_paths[:4], mean=[123.675, 116.28, 103.53],
-                           norm=[0.0171, 0.0175, 0.0174], shape=[64, 64, 3], pixel="RGB", out_dir=tmp_path / "out")
+                           norm=[0.0171, 0.0175, 0.0174], shape=[64, 64, 3], pixel="RGB", out_dir=tmp_path / "out",
+                           quality=quality, refine_images=4)
     kept = {name for name, why in result.quantize_report.kept_fp32.items() if why == ONE_D_REASON}
     assert len(kept) == 10 and len(result.quantize_report.quantized) > 30
     int8 = load(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin")
