@@ -3,7 +3,8 @@
 A table has, per quantizable layer, a weight line ``LAYER_param_0 s0 s1 ...`` (one scale per
 output channel, or per group for depthwise) and an activation line ``LAYER s`` (the scale of the
 layer's input blob).  Lines starting with ``#`` are kept: a commented layer stays fp32 downstream.
-Scales are written with ``%f`` as ncnn2table writes them, so tables diff cleanly against ncnn's.
+Scales are written with ``%f`` as ncnn2table writes them, so tables diff cleanly against ncnn's (but a tiny
+positive scale that ``%f`` would write as zero: :func:`format_scale`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ from ncnnc.core.errors import NcnncError
 from ncnnc.core.fileio import atomic_outputs, read_input
 
 WEIGHT_SUFFIX = "_param_0"
+
+
+def format_scale(value: float) -> str:
+    """A scale as the table writes it: ``%f`` as ncnn2table does, unless six decimals would write a positive
+    scale as ``0.000000`` (an activation range beyond ``127 / 5e-7``), which is written ``%e`` instead (ncnn2int8
+    reads it with ``%f`` too) rather than turning into a scale of zero."""
+    text = f"{float(value):f}"
+    return f"{float(value):e}" if value > 0 and float(text) == 0 else text
+
+
+def as_written(value: float) -> float:
+    """``value`` as a table holds it once written and read back (:func:`format_scale`)."""
+    return float(format_scale(value))
 
 
 @dataclass
@@ -44,9 +58,9 @@ class CalibrationTable:
         """The table as ncnn2table writes it: weight lines, then activation lines, then comments."""
         lines = []
         for name, scales in self.weight_scales.items():
-            lines.append(f"{name}{WEIGHT_SUFFIX} " + " ".join(f"{float(s):f}" for s in np.ravel(scales)) + " ")
+            lines.append(f"{name}{WEIGHT_SUFFIX} " + " ".join(format_scale(s) for s in np.ravel(scales)) + " ")
         for name, scale in self.input_scales.items():
-            lines.append(f"{name} {float(scale):f} ")
+            lines.append(f"{name} {format_scale(scale)} ")
         lines += self.comments
         return "\n".join(lines) + "\n"
 

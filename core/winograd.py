@@ -61,8 +61,11 @@ def within_winograd_budget(rows: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def as_written(scales: np.ndarray) -> np.ndarray:
-    """``scales`` as a table holds them once written and read back (``%f``, six decimals), float32."""
-    return np.array([float(f"{float(v):f}") for v in np.ravel(scales)], np.float32)
+    """``scales`` as a table holds them once written and read back (:func:`~ncnnc.core.table.format_scale`),
+    float32."""
+    from ncnnc.core.table import as_written as one
+
+    return np.array([one(v) for v in np.ravel(scales)], np.float32)
 
 
 def winograd_scales(rows: np.ndarray, clip: np.ndarray) -> np.ndarray:

@@ -10,9 +10,10 @@ tries input scales ``s * f`` (the table's ``s``, ``f`` from ``1 / act_scale_max`
     E || act(W~ float2int8(x^ * s f) / (s f) + b) - act(W x + b) ||^2
 
 is smallest on ``act_scale_images`` of the refine images (``x^`` the quantized model's input, ``x`` the fp32
-one, ``W~`` the int8 weights over their scales).  The table keeps the chosen scale (written as the table
-text holds it, ``%f``), so the model is a plain int8 ncnn model with another input scale.  Runs before learned
-rounding and bias correction, which then work on the input as quantized with the chosen scale.  The table's
+one, ``W~`` the int8 weights over their scales).  The table keeps the chosen scale (as the table text holds
+it: :func:`~ncnnc.core.table.format_scale`), so the model is a plain int8 ncnn model with another input scale.
+Runs before learned rounding and bias correction, which then work on the input as quantized with the chosen
+scale.  The table's
 scale is kept unless another is better on these images, so the layer's output error never grows.
 """
 
@@ -24,19 +25,15 @@ from ncnnc.core.calibration import CalibratorParam
 from ncnnc.core.hookspecs import hookimpl
 from ncnnc.core.ir import Layer
 from ncnnc.core.refine import LayerStep, Refiner, dequantize_input, fake_quantized, run_op
-
-
-def table_value(scale: float) -> float:
-    """``scale`` as the table's text holds it (``%f``), so that re-reading ``model.table`` gives the same model."""
-    return float(f"{float(scale):f}")
+from ncnnc.core.table import as_written
 
 
 def candidate_scales(scale: float, grid: int, widest: float) -> list[float]:
     """The table's ``scale`` first, then ``scale * f`` for ``grid`` factors from ``1 / widest`` to ``widest``
     (geometric), as the table holds them, without repeats or non-positive values."""
-    out = [table_value(scale)]
+    out = [as_written(scale)]
     for f in np.geomspace(1.0 / widest, widest, max(grid, 1)) if widest > 1 else []:
-        v = table_value(scale * f)
+        v = as_written(scale * f)
         if v > 0 and v not in out:
             out.append(v)
     return out

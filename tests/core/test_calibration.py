@@ -115,6 +115,17 @@ def test_zero_threshold_scale():
     assert activation_scale(2.0) == np.float32(63.5)
 
 
+def test_a_tiny_scale_survives_the_table_text():
+    """``%f`` wrote an activation scale under 5e-7 (a random-weight MobileNetV3-SSDLite's range of 1e9) as
+    ``0.000000``, which the table then refused; ordinary scales are written exactly as ncnn2table writes them."""
+    table = CalibrationTable(weight_scales={"conv": np.array([3e-9, 127.0], np.float32)}, input_scales={"conv": 1.2e-8})
+    text = table.to_text()
+    assert text == "conv_param_0 3.000000e-09 127.000000 \nconv 1.200000e-08 \n"
+    again = CalibrationTable.parse(text)
+    assert again.input_scales["conv"] == pytest.approx(1.2e-8, rel=1e-6)
+    assert again.weight_scales["conv"][0] == pytest.approx(3e-9, rel=1e-6)
+
+
 # -- inputs -----------------------------------------------------------------------------------------
 def test_read_list(tmp_path: Path):
     (tmp_path / "a.npy").write_bytes(b"")
