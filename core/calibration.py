@@ -345,17 +345,6 @@ class InputSpec:
     npy: bool = False
     source: str = ""
 
-    def reads_images(self) -> bool:
-        """Whether the files are images (not ``.npy`` tensors), judged by the first."""
-        return not self.npy and self.paths[0].suffix.lower() != ".npy"
-
-    def check_image_shape(self) -> None:
-        """A user error unless ``shape`` is an image size, ``[w,h]`` or ``[w,h,c]`` (the user's ``shape=[]`` is not;
-        an Input layer's own size may have 1 to 4 values)."""
-        if len(self.shape) not in (2, 3):
-            raise NcnncError(f"shape={list(self.shape)} for input {self.blob!r}: an image input needs [w,h] or "
-                             f"[w,h,c]")
-
     def load(self, index: int) -> np.ndarray:
         """The preprocessed tensor of file ``index`` in ncnn layout ``(c, h, w)``, float32."""
         path = self.paths[index]
@@ -363,7 +352,6 @@ class InputSpec:
             return load_npy(path, self.shape if self.npy else ())
         from ncnnc.core.preprocess import load_image, substract_mean_normalize
 
-        self.check_image_shape()
         try:
             x = load_image(path, pixel=self.pixel, shape=tuple(self.shape))
             x = substract_mean_normalize(x, list(self.mean) or None, list(self.norm) or None)
@@ -446,6 +434,9 @@ def input_specs(graph: Graph, lists: Sequence[str | Path | Sequence[str | Path]]
         px = (pixel[i] if pixel else "BGR").upper()
         if px not in PIXEL_TYPES:
             raise NcnncError(f"unknown pixel type {px!r} (one of {', '.join(PIXEL_TYPES)})")
+        if shape and not npy and paths[0].suffix.lower() != ".npy" and len(shape[i]) not in (2, 3):
+            # images (a list of .npy tensors, such as an R-CNN's im_info, may take shape=[3])
+            raise NcnncError(f"shape={list(shape[i])} for input {blob!r}: an image input needs [w,h] or [w,h,c]")
         shp = tuple(int(v) for v in shape[i]) if shape else _input_layer_shape(graph, blob)
         check_mean_norm(mean[i] if mean else None, norm[i] if norm else None, px, npy,
                         shape[i] if shape and px != "RAW" else None)

@@ -113,10 +113,6 @@ def _quantized_outputs(graph: Graph) -> dict[str, float]:
     return result
 
 
-FUSED_ACTIVATION_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
-"""The layer types the quantizer shifts (with a fused ReLU or ReLU6): :mod:`ncnnc.core.asymmetric`."""
-
-
 def _lower_bound(layer: Layer | None) -> float | None:
     """The least value ``layer``'s activation lets through (0 for a ReLU), or None for an unbounded one."""
     if layer is None:
@@ -125,7 +121,9 @@ def _lower_bound(layer: Layer | None) -> float | None:
         return 0.0 if not layer.p("slope") else None
     if layer.type == "Clip":
         return float(layer.p("min"))
-    if layer.type in FUSED_ACTIVATION_TYPES:
+    from ncnnc.core.asymmetric import WEIGHTED_TYPES  # the layer types the quantizer shifts
+
+    if layer.type in WEIGHTED_TYPES:
         kind = layer.p("activation_type")
         if kind == 1:
             return 0.0
@@ -224,8 +222,6 @@ def evaluate(fp32: Graph | tuple[str | Path, str | Path], int8: Graph | tuple[st
     specs = input_specs(g32, [images if isinstance(images, (str, Path)) else list(images)],
                         mean=[list(mean)] if mean else [], norm=[list(norm)] if norm else [],
                         shape=[list(shape)] if shape is not None else [], pixel=[pixel])
-    if specs[0].reads_images():
-        specs[0].check_image_shape()  # before the progress bar
     check_shapes(g32, specs)  # a size the model cannot take: blame it, not the runtime's failed extract
     paths = specs[0].paths[:limit] if limit else specs[0].paths
     classes = [label_of(p, read_labels(labels)) for p in paths] if labels else None

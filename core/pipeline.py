@@ -87,17 +87,15 @@ def _check_fp32_layers(graph: Graph, names: Iterable[str], source: str,
                        loaded: dict[str, str | None] | None = None) -> None:
     """A user error for a ``--fp32-layers`` name ``graph`` does not have (before calibration, not after it).
     ``loaded`` maps the names before optimizing to the layer that fed each one, to say where a fused layer went."""
-    for name in names:
-        if graph.find(name) is not None:
-            continue
-        if loaded is not None and name in loaded:
-            from ncnnc.plugins.quantizer import DYNAMIC_TYPES, STATIC_TYPES
+    from ncnnc.plugins.quantizer import DYNAMIC_TYPES, STATIC_TYPES, check_layer_names
 
+    for name in names:
+        if graph.find(name) is None and loaded is not None and name in loaded:
             into = graph.find(loaded[name]) if loaded[name] else None
             where = (f"fused it into {into.name!r}: keep that one fp32" if into is not None
                      and into.type in STATIC_TYPES + DYNAMIC_TYPES else "removed it (it had nothing to quantize)")
             raise NcnncError(f"--fp32-layers names layer {name!r}, but the optimizer {where}", source)
-        raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", source)
+    check_layer_names(graph, names, source)
 
 
 def _load(model: Graph | str | Path | Sequence[str | Path]) -> tuple[Graph, str]:
@@ -157,9 +155,6 @@ class CalibrationImages:
         from ncnnc.core.input_check import PIXEL_CHANNELS, check_shape_fits
 
         specs = self.specs(graph)
-        for spec in specs:
-            if self.shape and spec.reads_images():
-                spec.check_image_shape()
         shapes = {}
         for spec, shape in zip(specs, self.shape):
             if len(shape) >= 2 and shape[0] > 0 and shape[1] > 0:

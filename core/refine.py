@@ -214,13 +214,12 @@ def refine_graph(graph: Graph, table: CalibrationTable, inputs: Mapping[str, np.
     (:func:`~ncnnc.core.asymmetric.shifted_layers`) see their inputs so.
     """
     from ncnnc.backends.numpy.blas import single_thread
+    from ncnnc.plugins.quantizer import one_d_convolutions
 
     report = RefineReport(images=len(next(iter(inputs.values()))))
     resolved = resolve_params(refiners, params)
     ordered = sorted(refiners, key=lambda r: r.order)
     report.seconds = {r.name: 0.0 for r in ordered} | {"walk": 0.0}
-    from ncnnc.plugins.quantizer import one_d_convolutions
-
     batch_shapes = {k: tuple(np.shape(v)[1:]) for k, v in inputs.items()}
     keep = set(fp32_layers) | set(table.commented) | set(one_d_convolutions(graph, batch_shapes))
     quantized = {t.name for t in quant_targets(graph)

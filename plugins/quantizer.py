@@ -83,6 +83,13 @@ class QuantizeResult:
     report: QuantizeReport
 
 
+def check_layer_names(graph: Graph, names: Iterable[str], model_path: str | None = None) -> None:
+    """A user error for the first of the ``--fp32-layers`` ``names`` that ``graph`` does not have."""
+    for name in names:
+        if graph.find(name) is None:
+            raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", model_path)
+
+
 def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers: Iterable[str] = (),
              fp32_reasons: dict[str, str] | None = None, model_path: str | None = None,
              table_path: str | None = None, asymmetric: bool = False) -> QuantizeResult:
@@ -98,9 +105,7 @@ def quantize(graph: Graph, table: CalibrationTable | None = None, *, fp32_layers
     table = table or CalibrationTable()
     reasons = dict(fp32_reasons or {})
     keep = set(fp32_layers) | set(reasons)
-    for name in sorted(keep):
-        if graph.find(name) is None:
-            raise NcnncError(f"--fp32-layers names layer {name!r}, which the model does not have", model_path)
+    check_layer_names(graph, sorted(keep), model_path)
     _check_table(graph, table, table_path)
     report = QuantizeReport()
     reasons |= {name: ONE_D_REASON for name in one_d_convolutions(graph) if name not in keep}
