@@ -16,18 +16,24 @@ from __future__ import annotations
 import numpy as np
 
 from ncnnc.backends.numpy.common import activate, per_channel
+from ncnnc.backends.numpy.cpu_family import CpuFamily, estimates_reciprocal, host_family, reciprocal_estimate
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
 from ncnnc.core.int8 import float2int8, fma32
 from ncnnc.core.ir import Layer
 
 
-def dequant_scales(input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
-    """ncnn's per-channel ``1 / (input_scale * weight_scale)`` in float32 (0 where a weight scale is 0)."""
+def dequant_scales(input_scale: float, weight_scales: np.ndarray, estimate: bool = False) -> np.ndarray:
+    """ncnn's per-channel ``1 / (input_scale * weight_scale)`` in float32 (0 where a weight scale is 0);
+    with ``estimate``, the CPU's reciprocal estimate of the product, as ncnn's x86 packed depthwise kernel
+    computes it (:mod:`~ncnnc.backends.numpy.cpu_family`)."""
     ws = np.asarray(weight_scales, np.float32)
     prod = np.float32(input_scale) * ws
-    with np.errstate(divide="ignore"):
-        inv = np.float32(1.0) / prod
+    if estimate:
+        inv = reciprocal_estimate(prod).reshape(prod.shape)
+    else:
+        with np.errstate(divide="ignore"):
+            inv = np.float32(1.0) / prod
     return np.where(ws == 0, np.float32(0.0), inv).astype(np.float32)
 
 
@@ -50,9 +56,12 @@ def to_int8(x: np.ndarray, scale: float) -> np.ndarray:
 
 
 class _Int8Conv(_ConvBase):
-    """Shared int8 convolution: quantize, exact accumulation, dequantize (+ requantize)."""
+    """Shared int8 convolution: quantize, exact accumulation, dequantize (+ requantize), as ncnn's kernels
+    for the CPU ``family`` compute it (default: this machine's)."""
 
-    def __init__(self, layer: Layer) -> None:
+    cpu_dependent = True
+
+    def __init__(self, layer: Layer, family: CpuFamily | None = None) -> None:
         super().__init__(layer)
         self.acc_dtype = accumulator_dtype(self.wmat.shape[-1])
         self.wmat = self.wmat.astype(self.acc_dtype)
@@ -61,7 +70,9 @@ class _Int8Conv(_ConvBase):
         ws = layer.weight("weight_int8_scales").ravel()
         if ws.size == self.group and ws.size != self.n:
             ws = np.repeat(ws, self.out_g)
-        self.scale_in = np.broadcast_to(dequant_scales(self.input_scale, ws), (self.n,)).reshape(1, -1, 1, 1)
+        self.depthwise = self.cin_g == 1 and self.out_g == 1 and self.group > 1
+        estimate = estimates_reciprocal(family or host_family(), self.depthwise, self.n)
+        self.scale_in = np.broadcast_to(dequant_scales(self.input_scale, ws, estimate), (self.n,)).reshape(1, -1, 1, 1)
         self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if self.p["bias_term"] else None
         self.top_scale = float(layer.weight("top_int8_scales").ravel()[0]) if self.term > 100 else None
 
@@ -74,7 +85,7 @@ class _Int8Conv(_ConvBase):
         xq = pad_hw(xq, top, bottom, left, right)
         hp, wp = xq.shape[2:]
         oh, ow = (hp - ext_h) // self.sh + 1, (wp - ext_w) // self.sw + 1
-        if self.cin_g == 1 and self.out_g == 1 and self.group > 1:
+        if self.depthwise:
             taps = windows(xq, self.kh, self.kw, self.dh, self.dw, self.sh, self.sw, oh, ow)
             wk = self.wmat.reshape(self.n, self.kh * self.kw)
             acc = sum(t * wk[:, k].reshape(1, -1, 1, 1) for k, t in enumerate(taps))

@@ -21,13 +21,16 @@ class Interpreter:
     Ops are built once (weights prepared) when the interpreter is created; an unsupported layer is
     reported then, as an :class:`~ncnnc.core.errors.UnsupportedError` naming the layer.  Layers run
     with BLAS on one thread (:func:`~ncnnc.backends.numpy.blas.single_thread`), so results do not
-    depend on the machine's core count.
+    depend on the machine's core count.  int8 layers compute as ncnn's kernels do on the CPU ``family``
+    (``"x86"`` or ``"arm"``; default: this machine's), which differ in one place
+    (:mod:`~ncnnc.backends.numpy.cpu_family`).
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, family: str | None = None) -> None:
         self.graph = graph
         self.layers: list[Layer] = list(graph.layers)
-        self.ops: dict[str, Op] = {layer.name: make_op(layer) for layer in self.layers if layer.type != "Input"}
+        self.ops: dict[str, Op] = {layer.name: make_op(layer, family) for layer in self.layers
+                                   if layer.type != "Input"}
         self.producer: dict[str, int] = {b: i for i, layer in enumerate(self.layers) for b in layer.outputs}
         self.concats = ConcatPlan(self.layers, self.ops)
         self._footprints: dict[tuple, int] = {}

@@ -86,14 +86,16 @@ def registered_ops() -> list[tuple[str, str]]:
     return sorted(_OPS)
 
 
-def make_op(layer: Layer) -> Op:
-    """Build the op that runs ``layer`` (variant from :func:`select_variant`)."""
+def make_op(layer: Layer, family: str | None = None) -> Op:
+    """Build the op that runs ``layer`` (variant from :func:`select_variant`); an op whose class sets
+    ``cpu_dependent`` computes as ncnn does on the CPU ``family`` (``"x86"`` or ``"arm"``; default: this
+    machine's, see :mod:`~ncnnc.backends.numpy.cpu_family`)."""
     variant = select_variant(layer)
     cls = op_class(layer.type, variant)
     if cls is None:
         raise UnsupportedError(f"numpy backend has no {variant} implementation of layer type {layer.type}",
                                where=f"layer {layer.name}")
-    return cls(layer)
+    return cls(layer, family) if family is not None and getattr(cls, "cpu_dependent", False) else cls(layer)
 
 
 _LOADED = False

@@ -190,7 +190,9 @@ def pad_channels(values: np.ndarray, group: int, out_g: int, blocks: int, lanes:
     return v.ravel()
 
 
-def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int) -> Epilogue:
+def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int, target) -> Epilogue:
+    """The layer's dequantize/requantize constants, padded to ``blocks`` of ``lanes``: the dequantization
+    scales as ncnn computes them on ``target``'s CPU family (:mod:`~ncnnc.backends.numpy.cpu_family`)."""
     p = layer.params
     act, act_params = p["activation_type"], p["activation_params"]
     if act not in SUPPORTED_ACTIVATIONS:
@@ -200,13 +202,15 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     if not int8:
         return Epilogue(False, None, None if bias is None else pad_channels(bias, groups, per, blocks, lanes),
                         act, act_params, None)
+    from ncnnc.backends.numpy.cpu_family import estimates_reciprocal, triple_family
     from ncnnc.backends.numpy.int8_ops import dequant_scales
 
     input_scale = float(layer.weight("bottom_int8_scales").ravel()[0])
     ws = layer.weight("weight_int8_scales").ravel()
     if ws.size == g.group and ws.size != g.n:
         ws = np.repeat(ws, g.out_g)
-    scale = np.broadcast_to(dequant_scales(input_scale, ws), (g.n,)).astype(np.float32)
+    estimate = estimates_reciprocal(triple_family(target.triple), g.depthwise, g.n)
+    scale = np.broadcast_to(dequant_scales(input_scale, ws, estimate), (g.n,)).astype(np.float32)
     term = p["int8_scale_term"]
     top = float(layer.weight("top_int8_scales").ravel()[0]) if term > 100 else None
     return Epilogue(True, pad_channels(scale, groups, per, blocks, lanes),
@@ -658,7 +662,7 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
         if pair_dot is not None and DOT_SCHEMES[want].feature not in _features(lw.target):
             pair_dot = None
         dw_lanes = pair_dot.width if pair_dot else max(lw.target.options.get("vector_bits", 128) // 16, 8)
-        epi = _epilogue(layer, g, int8, -(-g.n // dw_lanes), dw_lanes)
+        epi = _epilogue(layer, g, int8, -(-g.n // dw_lanes), dw_lanes, lw.target)
         if epi.top_scale is None and layer.outputs[0] in lw.write_scales:
             epi = replace(epi, top_scale=lw.write_scales[layer.outputs[0]])
         prepared = prepare_int8(lw, src, scale, g.pads, dw_lanes)
@@ -675,7 +679,7 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
         return
     if g.depthwise:  # fp32 (int8 depthwise went to kernels/depthwise.py above)
         blocks = -(-g.n // lanes)
-        epi = _epilogue(layer, g, int8, blocks, lanes)
+        epi = _epilogue(layer, g, int8, blocks, lanes, lw.target)
         prepared = prepare_f32(lw, src, g.pads, lanes, layer.p("pad_value"))
         wk = np.zeros((g.kh * g.kw, blocks * lanes), np.float32)
         wk[:, :g.n] = weight.reshape(g.n, g.kh * g.kw).T
@@ -695,10 +699,10 @@ def lower_conv(lw: Lowerer, layer: Layer, int8: bool) -> None:
             cp = prepared.chw[0] // (2 if scheme.wide else 1)
             packed = pack_dot(weight, g, cp, lanes, scheme.k, np.int16 if scheme.wide else np.int8, scheme.unsigned)
             emitter = functools.partial(_emit_dot, scheme=scheme)
-        epi = _epilogue(layer, g, int8, -(-g.out_g // lanes), lanes)
+        epi = _epilogue(layer, g, int8, -(-g.out_g // lanes), lanes, lw.target)
     else:
         blocks = -(-g.out_g // lanes)
-        epi = _epilogue(layer, g, int8, blocks, lanes)
+        epi = _epilogue(layer, g, int8, blocks, lanes, lw.target)
         prepared = (prepare_int8(lw, src, scale, g.pads) if int8
                     else prepare_f32(lw, src, g.pads, 1, layer.p("pad_value")))
         packed = pack_general(weight, g, lanes, np.int8 if int8 else np.float32)

@@ -14,9 +14,10 @@ from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.ir import Graph
 
 
-def simulate(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The numpy backend's outputs for one unbatched input set."""
-    out = Interpreter(graph).run({k: v[None] for k, v in inputs.items()})
+def simulate(graph: Graph, inputs: dict[str, np.ndarray], family: str | None = None) -> dict[str, np.ndarray]:
+    """The numpy backend's outputs for one unbatched input set, with ncnn's arithmetic on the CPU ``family``
+    (default: this machine's)."""
+    out = Interpreter(graph, family).run({k: v[None] for k, v in inputs.items()})
     return {k: np.asarray(v[0], np.float32) for k, v in out.items()}
 
 
