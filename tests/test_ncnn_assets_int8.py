@@ -200,3 +200,39 @@ def test_compile_takes_one_list_and_shape_per_input(tmp_path: Path, image_paths:
     assert main(["compile", str(param), str(binf), "--int8", "--calib", str(images), "shape=[64,64,3]",
                  "-o", str(tmp_path / "bad")]) == 2  # one list for two inputs: one clear error
     assert not (tmp_path / "bad").exists()
+
+
+def tiny_crnn(folder: Path) -> tuple[Path, Path]:
+    """A text recognizer's shape: convolutions, a column pooling to a sequence, an LSTM and a per-step
+    classifier (random weights)."""
+    b = GraphBuilder()
+    x = b.input("data", (3, 32, 32))
+    x = b.layer("Convolution", [x], {0: 16, 1: 3, 3: 2, 4: 1, 5: 1, 6: 432, 9: 1})
+    x = b.layer("Convolution", [x], {0: 16, 1: 3, 4: 1, 5: 1, 6: 2304, 9: 1})
+    x = b.layer("Pooling", [x], {0: 1, 1: 1, 11: 16, 2: 1, 12: 16})
+    x = b.layer("Reshape", [x], {0: 16, 1: 16})
+    x = b.layer("LSTM", [x], {0: 12, 1: 12 * 4 * 16, 2: 0})
+    b.layer("InnerProduct", [x], {0: 10, 1: 1, 2: 10 * 12 * 16})
+    graph = b.build()
+    fill_missing_weights(graph, seed=5)
+    param, binf = folder / "crnn.param", folder / "crnn.bin"
+    save(graph, param, binf)
+    return param, binf
+
+
+def test_auto_mixed_precision_with_a_dynamic_int8_lstm(tmp_path: Path, image_paths: list[Path]) -> None:
+    """Mixed precision simulates the int8 model in numpy; an LSTM that ncnn2int8 quantizes weight-only
+    (``8=2``) used to stop it ("numpy backend has no int8 implementation of layer type LSTM")."""
+    param, binf = tiny_crnn(tmp_path)
+    result = ncnnc.compile([param, binf], calib=image_paths[:4], mean=[127.5] * 3, norm=[0.007843] * 3,
+                           shape=[32, 32, 3], auto_mixed_precision=True, amp_images=4, out_dir=tmp_path / "out")
+    assert result.mixed_precision is not None
+    int8 = load(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin")
+    lstm = next(layer for layer in int8.layers if layer.type == "LSTM")
+    assert lstm.p("int8_scale_term") == 2
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32)).astype(np.float32)
+    out = int8.outputs[0]
+    theirs = RuntimeNet(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin").run({"data": x}, [out])
+    ours = Interpreter(int8).run({"data": x[None]})[out][0]
+    np.testing.assert_allclose(ours, theirs[out].reshape(ours.shape), rtol=0,
+                               atol=1e-5 * max(1.0, float(np.abs(theirs[out]).max())))

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ncnnc.backends.numpy.common import np_axis, sigmoid
-from ncnnc.backends.numpy.registry import Op, register_op
+from ncnnc.backends.numpy.registry import INT8, Op, register_op
 from ncnnc.core.ir import Layer
 
 f32 = np.float32
@@ -94,6 +94,16 @@ class Embed(Op):
         ids = np.ascontiguousarray(x, dtype=f32).reshape(x.shape[0], -1).view(np.int32)
         out = self.table[np.clip(ids, 0, self.p["input_dim"] - 1)]
         return out + self.bias if self.bias is not None else out
+
+
+@register_op("Embed", INT8)
+class Int8Embed(Embed):
+    """int8 Embed (``18=2``): the picked int8 row times ``1 / weight scale``, plus the bias (float32, as
+    ``src/layer/embed.cpp``)."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        self.table = self.table * (f32(1) / f32(layer.weight("weight_int8_scales").ravel()[0]))
 
 
 @register_op("Softplus")
