@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ncnnc.backends.numpy.common import activate, per_channel
-from ncnnc.backends.numpy.cpu_family import CpuFamily, estimates_reciprocal, host_family, reciprocal_estimate
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
+from ncnnc.backends.numpy.cpu_family import CpuFamily, estimates_reciprocal, host_family, reciprocal_estimate
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
 from ncnnc.core.int8 import float2int8, fma32
 from ncnnc.core.ir import Layer
