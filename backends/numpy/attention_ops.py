@@ -58,6 +58,10 @@ class Gemm(Op):
             return c.transpose(0, 2, 1)
         return c
 
+    def product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``op(A) @ op(B)``."""
+        return np.matmul(a, b)
+
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         """``alpha * (op(A) @ op(B) + beta * C)`` per sample; inputs: the non-constant operands among A, B, C."""
         xs = list(inputs)
@@ -67,7 +71,7 @@ class Gemm(Op):
         b = self.b if self.b is not None else self._matrix(xs.pop(0))
         if self.b is None and self.p["transB"]:
             b = b.transpose(0, 2, 1)
-        out = np.matmul(a, b)
+        out = self.product(a, b)
         m, n = out.shape[-2:]
         c = self.c if self.c is not None else (self._input_c(xs[0], m, n) if xs else None)
         if c is not None:

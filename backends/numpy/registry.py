@@ -109,15 +109,11 @@ def _load_builtin_ops() -> None:
     import importlib
 
     for module in BUILTIN_OP_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:  # int8_ops is written by another helper and may not exist yet
-            if e.name != module:
-                raise
+        importlib.import_module(module)
 
 
 BUILTIN_OP_MODULES = tuple(f"ncnnc.backends.numpy.{m}" for m in (
     "activation_ops", "arith_ops", "conv_ops", "pool_ops", "reduce_ops", "shape_ops", "norm_ops", "interp_ops",
-    "attention_ops", "int8_ops", "detection_ops", "roi_ops", "layout_ops", "lrn_ops", "stat_ops", "recurrent_ops",
-    "window_nd_ops", "tensor_ops"))
+    "attention_ops", "attention_int8_ops", "int8_ops", "detection_ops", "roi_ops", "layout_ops", "lrn_ops",
+    "stat_ops", "recurrent_ops", "window_nd_ops", "tensor_ops"))
 """Modules whose import registers the built-in ops."""

@@ -1,5 +1,6 @@
 """Weight-only int8 quantization of Gemm, MultiHeadAttention and SDPA: the model ncnn2int8 writes
-(params, int8 weights, scales, storage, byte for byte) and its output in the real ncnn runtime."""
+(params, int8 weights, scales, storage, byte for byte), its output in the real ncnn runtime, and the numpy
+int8 simulation of it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from ncnnc.backends.ncnn_runtime import run_graph
 from ncnnc.backends.ncnn_writer import bin_bytes, param_text
+from ncnnc.backends.numpy.interpreter import Interpreter
 from ncnnc.core.builder import GraphBuilder
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph
@@ -56,8 +58,17 @@ def _one_layer(ltype: str, shapes: list[tuple[int, ...]], params: dict, weights:
     return b.build()
 
 
+def _check_simulation(quantized: Graph, inputs: dict[str, np.ndarray], runtime: np.ndarray) -> None:
+    """The numpy int8 simulation (activations quantized on the fly, as ncnn does) gives the runtime's
+    int8 output within float32 rounding; int8 moved it by 1e-2 or more."""
+    simulated = Interpreter(quantized).run({k: v[None] for k, v in inputs.items()}, ["op"])["op"][0]
+    np.testing.assert_allclose(simulated.reshape(runtime.shape), runtime, rtol=0,
+                               atol=1e-6 * max(1.0, float(np.abs(runtime).max())))
+
+
 def _check_runtime(graph: Graph, quantized: Graph, seed: int) -> None:
-    """int8 output close to fp32 (cosine > 0.99), and not equal to it: the int8 path ran."""
+    """int8 output close to fp32 (cosine > 0.99), and not equal to it: the int8 path ran; the numpy
+    simulation gives the runtime's int8 output."""
     rng = np.random.default_rng(seed)
     inputs = {layer.outputs[0]: rng.normal(0, 1, [layer.p(k) for k in ("c", "h", "w") if layer.p(k)])
               .astype(np.float32) for layer in graph.layers if layer.type == "Input"}
@@ -66,6 +77,7 @@ def _check_runtime(graph: Graph, quantized: Graph, seed: int) -> None:
     assert int8.shape == fp32.shape
     assert _cos(fp32, int8) > 0.99
     assert not np.allclose(fp32, int8, rtol=0, atol=1e-5)
+    _check_simulation(quantized, inputs, int8)
 
 
 def _last_line(graph: Graph) -> str:
@@ -105,6 +117,7 @@ def test_gemm_constant_a_c_and_transposed_b():
     out = run_graph(q, {}, ["op"])["op"]
     want = 0.5 * (a_t.T.astype(np.float64) @ b_t.T + c)
     assert _cos(out, want) > 0.99 and not np.allclose(out, want, rtol=0, atol=1e-5)
+    _check_simulation(q, {}, out)
 
 
 def test_gemm_without_constants_only_gets_the_term():
