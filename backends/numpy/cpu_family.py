@@ -3,8 +3,10 @@
 ncnn's x86 and arm kernels agree bit for bit but in one place: the packed (8 channels at a time)
 int8 ConvolutionDepthWise kernel on x86 dequantizes with ``_mm_rcp_ps(input_scale * weight_scale)``,
 the CPU's reciprocal *estimate* (about 12 bits; its exact values differ between CPU vendors), where
-every other kernel, and every arm kernel, divides.  The estimate is off by up to 3.7e-4 relative, so a
-requantized output lands one int8 step away from the divided one in a few values per layer.
+every other kernel, and every arm kernel, divides; and it multiplies, then adds the bias (two
+roundings), where the others fuse the two.  The estimate is off by up to 3.7e-4 relative, so a
+requantized output lands one int8 step away from the divided one in a few values per layer; the
+separate rounding moves one value in a few hundred thousand.
 
 To equal the runtime on the machine at hand, the estimate is computed by the machine's own ``rcpps``
 instruction (a four-instruction function compiled once with llvmlite).  On a host that is not x86 the
@@ -41,8 +43,9 @@ def triple_family(triple: str) -> CpuFamily:
     return "x86" if arch in _X86_MACHINES else "arm"
 
 
-def estimates_reciprocal(family: CpuFamily, depthwise: bool, channels: int) -> bool:
-    """True when ncnn dequantizes this int8 layer with the reciprocal estimate (x86 packed depthwise)."""
+def packed_x86_depthwise(family: CpuFamily, depthwise: bool, channels: int) -> bool:
+    """True when ncnn runs this int8 layer with its x86 pack-8 depthwise kernel: dequantization scales
+    from the reciprocal estimate, and the bias added after the multiplication (not fused with it)."""
     return family == "x86" and depthwise and channels % PACKED_DEPTHWISE_CHANNELS == 0
 
 

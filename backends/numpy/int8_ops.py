@@ -17,7 +17,7 @@ import numpy as np
 
 from ncnnc.backends.numpy.common import activate, per_channel
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
-from ncnnc.backends.numpy.cpu_family import CpuFamily, estimates_reciprocal, host_family, reciprocal_estimate
+from ncnnc.backends.numpy.cpu_family import CpuFamily, host_family, packed_x86_depthwise, reciprocal_estimate
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
 from ncnnc.core.int8 import float2int8, fma32
 from ncnnc.core.ir import Layer
@@ -37,10 +37,14 @@ def dequant_scales(input_scale: float, weight_scales: np.ndarray, estimate: bool
     return np.where(ws == 0, np.float32(0.0), inv).astype(np.float32)
 
 
-def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None, fused: bool = True) -> np.ndarray:
     """``acc * scale_in + bias`` as ncnn's kernels compute it: the int32 sum converted to float32, then
-    one fused multiply-add (one rounding; without a bias, one multiplication)."""
-    return fma32(np.asarray(acc).astype(np.float32), scale_in, bias)
+    one fused multiply-add (one rounding; without a bias, one multiplication); not ``fused``, the
+    multiplication and the addition each rounded (ncnn's x86 pack-8 depthwise kernel)."""
+    acc = np.asarray(acc).astype(np.float32)
+    if fused or bias is None:
+        return fma32(acc, scale_in, bias)
+    return (acc * scale_in + bias).astype(np.float32)
 
 
 def accumulator_dtype(terms: int) -> type:
@@ -71,8 +75,10 @@ class _Int8Conv(_ConvBase):
         if ws.size == self.group and ws.size != self.n:
             ws = np.repeat(ws, self.out_g)
         self.depthwise = self.cin_g == 1 and self.out_g == 1 and self.group > 1
-        estimate = estimates_reciprocal(family or host_family(), self.depthwise, self.n)
-        self.scale_in = np.broadcast_to(dequant_scales(self.input_scale, ws, estimate), (self.n,)).reshape(1, -1, 1, 1)
+        packed_x86 = packed_x86_depthwise(family or host_family(), self.depthwise, self.n)
+        self.fused = not packed_x86
+        scale_in = dequant_scales(self.input_scale, ws, packed_x86)
+        self.scale_in = np.broadcast_to(scale_in, (self.n,)).reshape(1, -1, 1, 1)
         self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if self.p["bias_term"] else None
         self.top_scale = float(layer.weight("top_int8_scales").ravel()[0]) if self.term > 100 else None
 
@@ -91,7 +97,7 @@ class _Int8Conv(_ConvBase):
             acc = sum(t * wk[:, k].reshape(1, -1, 1, 1) for k, t in enumerate(taps))
         else:
             acc = self._gemm(xq, oh, ow)
-        out = activate(dequantize(acc, self.scale_in, self.bias), self.act, self.act_params,
+        out = activate(dequantize(acc, self.scale_in, self.bias, self.fused), self.act, self.act_params,
                        f"layer {self.layer.name}")
         return out if self.top_scale is None else float2int8(out * np.float32(self.top_scale))
 

@@ -81,16 +81,39 @@ def test_int8_chain_matches_runtime_exactly():
     assert max(diffs.values()) < 1e-5, diffs
 
 
+def _depthwise_only(rng, channels: int):
+    """One int8 depthwise convolution with a bias and a float (dequantized) output."""
+    b = GraphBuilder()
+    x = b.input("data", (channels, 23, 19))
+    size = channels * 9
+    b.layer("ConvolutionDepthWise", [x], {"num_output": channels, "kernel_w": 3, "pad_left": 1, "bias_term": 1,
+                                          "weight_data_size": size, "group": channels},
+            {"weight": rng.normal(0, 0.3, size), "bias": rng.normal(0, 0.3, channels)}, name="dw")
+    graph = b.build()
+    table = CalibrationTable()
+    weight = graph.layer("dw").weight("weight").reshape(channels, 9)
+    table.weight_scales["dw"] = (127 / np.abs(weight).max(1)).astype(np.float32)
+    table.input_scales["dw"] = 40.0
+    return quantize(graph, table).graph
+
+
 @pytest.mark.skipif(host_family() != "x86", reason="the reciprocal estimate is ncnn's x86 kernel")
 def test_int8_depthwise_pack8_matches_runtime_exactly():
     """16 depthwise channels run ncnn's x86 pack-8 kernel, which dequantizes with the CPU's reciprocal
-    estimate (``rcpps``, about 1e-4 relative): the simulation computes the same and equals the runtime;
-    with the division of the arm kernels instead, requantized values land one int8 step away."""
+    estimate (``rcpps``, about 1e-4 relative) and adds the bias after the multiplication (two roundings):
+    the simulation computes the same and equals the runtime, its float outputs bit for bit; with the
+    division and the fused multiply-add of the arm kernels instead, requantized values land one int8
+    step away and float ones one bit."""
     graph = _quantized_chain(np.random.default_rng(5), 16)
     sim, diffs = _compare(graph, np.random.default_rng(7), batch=8)
     assert max(diffs.values()) < 1e-5, diffs
     divided, diffs = _compare(graph, np.random.default_rng(7), batch=8, family="arm")
     assert diffs["l3"] == 1 and np.count_nonzero(divided["l3"] != sim["l3"]) > 0
+    dw = _depthwise_only(np.random.default_rng(8), 16)
+    x = np.random.default_rng(9).normal(0, 1, (16, 23, 19)).astype(np.float32)
+    real = run_graph(dw, {"data": x}, ["dw"])["dw"]
+    np.testing.assert_array_equal(Interpreter(dw).run({"data": x[None]})["dw"][0], real)
+    assert np.count_nonzero(Interpreter(dw, "arm").run({"data": x[None]})["dw"][0] != real) > 0
 
 
 def test_quantize_dequantize_requantize_layers():

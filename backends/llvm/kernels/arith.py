@@ -114,14 +114,18 @@ SUPPORTED_ACTIVATIONS = (0, 1, 2, 3, 4, 6)
 """Fused activation types the kernels can apply."""
 
 
-def dequantize(b: ir.IRBuilder, acc: ir.Value, scale: ir.Value, bias: ir.Value | None) -> ir.Value:
+def dequantize(b: ir.IRBuilder, acc: ir.Value, scale: ir.Value, bias: ir.Value | None,
+               fused: bool = True) -> ir.Value:
     """``fma(float32(acc), scale, bias)``, one rounding (``acc * scale`` without a bias): ``acc`` an i32
-    (or float) vector, ``scale``/``bias`` float32 vectors."""
+    (or float) vector, ``scale``/``bias`` float32 vectors; not ``fused``, ``acc * scale`` and ``+ bias``
+    each rounded (ncnn's x86 pack-8 depthwise kernel)."""
     ty = float_type(acc, F32)
     is_int = acc.type == I32 or (isinstance(acc.type, ir.VectorType) and acc.type.element == I32)
     a = b.sitofp(acc, ty) if is_int else acc
     if bias is None:
         return b.fmul(a, scale)
+    if not fused:
+        return b.fadd(b.fmul(a, scale), bias)
     return call_intrinsic(b, "llvm.fma", [a, scale, bias])
 
 

@@ -146,6 +146,7 @@ class Epilogue:
     act: int
     act_params: list
     top_scale: float | None  # requantize to int8 when set
+    fused: bool = True  # dequantize with one fma; False: multiply, then add the bias (x86 packed depthwise)
 
     def apply(self, b: ir.IRBuilder, module: ir.Module, name: str, acc: ir.Value, index: ir.Value,
               int_type: ir.Type = I8) -> ir.Value:
@@ -156,7 +157,7 @@ class Epilogue:
             scale = load(b, _global(module, f"{name}.scale", self.scale), vec(F32, lanes), index)
             bias = None if self.bias is None else load(b, _global(module, f"{name}.bias", self.bias),
                                                         vec(F32, lanes), index)
-            out = dequantize(b, acc, scale, bias)
+            out = dequantize(b, acc, scale, bias, self.fused)
         else:
             out = acc
             if self.bias is not None:
@@ -202,20 +203,20 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     if not int8:
         return Epilogue(False, None, None if bias is None else pad_channels(bias, groups, per, blocks, lanes),
                         act, act_params, None)
-    from ncnnc.backends.numpy.cpu_family import estimates_reciprocal, triple_family
+    from ncnnc.backends.numpy.cpu_family import packed_x86_depthwise, triple_family
     from ncnnc.backends.numpy.int8_ops import dequant_scales
 
     input_scale = float(layer.weight("bottom_int8_scales").ravel()[0])
     ws = layer.weight("weight_int8_scales").ravel()
     if ws.size == g.group and ws.size != g.n:
         ws = np.repeat(ws, g.out_g)
-    estimate = estimates_reciprocal(triple_family(target.triple), g.depthwise, g.n)
-    scale = np.broadcast_to(dequant_scales(input_scale, ws, estimate), (g.n,)).astype(np.float32)
+    packed_x86 = packed_x86_depthwise(triple_family(target.triple), g.depthwise, g.n)
+    scale = np.broadcast_to(dequant_scales(input_scale, ws, packed_x86), (g.n,)).astype(np.float32)
     term = p["int8_scale_term"]
     top = float(layer.weight("top_int8_scales").ravel()[0]) if term > 100 else None
     return Epilogue(True, pad_channels(scale, groups, per, blocks, lanes),
                     None if bias is None else pad_channels(bias.astype(np.float32), groups, per, blocks, lanes),
-                    act, act_params, top)
+                    act, act_params, top, fused=not packed_x86)
 
 
 def _emit_general(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: Epilogue, lanes: int,
