@@ -381,9 +381,13 @@ def read_list(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        files = [p for p in entries if p.is_file()]
         if not files:
-            raise NcnncError("the directory has no files", str(path))
+            folders = [p.name for p in entries if p.is_dir()]
+            inside = f" (only folders, which are not searched: {', '.join(folders[:3])}" \
+                     f"{', ...' if len(folders) > 3 else ''}; give one of them)" if folders else ""
+            raise NcnncError(f"the directory has no files{inside}", str(path))
         return files
     from ncnnc.core.fileio import read_input
 

@@ -142,6 +142,14 @@ def test_read_list(tmp_path: Path):
     lst.write_text("\n   \n")
     with pytest.raises(NcnncError, match="zero images"):
         read_list(lst)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NcnncError, match=r"the directory has no files$"):
+        read_list(empty)
+    (empty / "imagenet-sample").mkdir()  # the shared images' layout: one folder down
+    with pytest.raises(NcnncError, match=r"no files \(only folders, which are not searched: imagenet-sample; "
+                                         r"give one of them\)"):
+        read_list(empty)
 
 
 def test_input_specs_checks(tmp_path: Path):
