@@ -236,3 +236,20 @@ def test_auto_mixed_precision_with_a_dynamic_int8_lstm(tmp_path: Path, image_pat
     ours = Interpreter(int8).run({"data": x[None]})[out][0]
     np.testing.assert_allclose(ours, theirs[out].reshape(ours.shape), rtol=0,
                                atol=1e-5 * max(1.0, float(np.abs(theirs[out]).max())))
+
+
+def test_ppocr_rec_int8_matches_simulation(tmp_path: Path, image_paths: list[Path]) -> None:
+    """PP-OCRv5 rec: int8 convolutions, and MultiHeadAttention and Gemm layers that ncnn2int8 makes
+    weight-only int8 (their activations quantized on the fly); the numpy simulation of all of them gives the
+    runtime's output (it had no int8 MultiHeadAttention or Gemm)."""
+    param, binf = random_model("PP_OCRv5_mobile_rec.ncnn", tmp_path)
+    result = ncnnc.compile([param, binf], calib=image_paths[:4], mean=[127.5] * 3, norm=[1 / 128] * 3,
+                           shape=[160, 48, 3], out_dir=tmp_path / "out")
+    dynamic = {layer.type for layer in load(param).layers if layer.name in result.quantize_report.dynamic}
+    assert dynamic == {"MultiHeadAttention", "Gemm"}
+    int8 = load(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin")
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 48, 160)).astype(np.float32)
+    out = int8.outputs[0]
+    theirs = RuntimeNet(tmp_path / "out" / "model.param", tmp_path / "out" / "model.bin").run({"in0": x}, [out])[out]
+    ours = Interpreter(int8).run({"in0": x[None]})[out][0].reshape(theirs.shape)
+    assert np.abs(ours - theirs).max() <= 1e-4 * float(np.abs(theirs).max())
