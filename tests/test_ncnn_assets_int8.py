@@ -53,6 +53,15 @@ def test_ppocr_det_compiles_to_int8(tmp_path: Path, image_paths: list[Path], qua
     assert np.abs(ours - theirs["out0"]).max() <= 5e-3 * max(1.0, float(np.abs(theirs["out0"]).max()))
 
 
+def written(b: GraphBuilder, folder: Path, name: str, seed: int) -> tuple[Path, Path]:
+    """The builder's graph, the weights it left out drawn at random, written as ``name.param`` / ``.bin``."""
+    graph = b.build()
+    fill_missing_weights(graph, seed=seed)
+    param, binf = folder / f"{name}.param", folder / f"{name}.bin"
+    save(graph, param, binf)
+    return param, binf
+
+
 def tiny_rcnn(folder: Path) -> tuple[Path, Path]:
     """A small Faster R-CNN (two inputs: image and ``im_info``; Proposal, ROIPooling, InnerProduct head)
     written with random weights: the structure of ZF_faster_rcnn_final.param at a fraction of its weights."""
@@ -70,11 +79,7 @@ def tiny_rcnn(folder: Path) -> tuple[Path, Path]:
     pooled = b.layer("ROIPooling", [feat, rois], {0: 4, 1: 4, 2: 0.25})
     fc = b.layer("InnerProduct", [pooled], {0: 32, 1: 1, 2: 32 * 16 * 4 * 4, 9: 1})
     b.layer("InnerProduct", [fc], {0: 5, 1: 1, 2: 32 * 5})
-    graph = b.build()
-    fill_missing_weights(graph, seed=3)
-    param, binf = folder / "rcnn.param", folder / "rcnn.bin"
-    save(graph, param, binf)
-    return param, binf
+    return written(b, folder, "rcnn", seed=3)
 
 
 def im_info_files(folder: Path, count: int) -> list[Path]:
@@ -128,11 +133,7 @@ def tiny_ssd(folder: Path) -> tuple[Path, Path]:
     prior = b.layer("PriorBox", [to_prior, img], {0: [12.0], 1: [24.0], 2: [2.0], 7: 0, 9: -233, 10: -233,
                                                    13: 0.5})
     b.layer("DetectionOutput", [loc, conf, prior], {0: 3, 1: 0.45, 3: 20, 4: 0.3})
-    graph = b.build()
-    fill_missing_weights(graph, seed=4)
-    param, binf = folder / "ssd.param", folder / "ssd.bin"
-    save(graph, param, binf)
-    return param, binf
+    return written(b, folder, "ssd", seed=4)
 
 
 def test_auto_mixed_precision_on_a_detector(tmp_path: Path, image_paths: list[Path]) -> None:
@@ -213,11 +214,7 @@ def tiny_crnn(folder: Path) -> tuple[Path, Path]:
     x = b.layer("Reshape", [x], {0: 16, 1: 16})
     x = b.layer("LSTM", [x], {0: 12, 1: 12 * 4 * 16, 2: 0})
     b.layer("InnerProduct", [x], {0: 10, 1: 1, 2: 10 * 12 * 16})
-    graph = b.build()
-    fill_missing_weights(graph, seed=5)
-    param, binf = folder / "crnn.param", folder / "crnn.bin"
-    save(graph, param, binf)
-    return param, binf
+    return written(b, folder, "crnn", seed=5)
 
 
 def test_auto_mixed_precision_with_a_dynamic_int8_lstm(tmp_path: Path, image_paths: list[Path]) -> None:
