@@ -59,6 +59,9 @@ def cache_dir() -> Path:
 _NOT_CODEGEN = ("jit.py", "aot.py", "native.py", "__init__.py")
 """Backend modules that do not change the object code (left out of the cache key)."""
 
+_CODEGEN_ELSEWHERE = ("numpy/int8_ops.py", "numpy/cpu_family.py")
+"""Modules outside the backend whose values the code bakes in (the int8 dequantization scales)."""
+
 
 @functools.lru_cache(maxsize=1)
 def _source_digest() -> str:
@@ -69,17 +72,26 @@ def _source_digest() -> str:
             continue
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
+    for name in _CODEGEN_ELSEWHERE:
+        h.update(name.encode())
+        h.update((root.parent / name).read_bytes())
     return h.hexdigest()
 
 
 def graph_key(graph: Graph, target: Target, prefix: str, input_shapes: dict | None) -> str:
-    """The cache key: sha256 of ncnnc's version, the backend source, target, prefix, outputs, params and weights."""
+    """The cache key: sha256 of ncnnc's version, the backend source, target, prefix, outputs, params and
+    weights; for an x86 target also this machine's CPU, whose reciprocal estimates the code may bake in
+    (:mod:`~ncnnc.backends.numpy.cpu_family`)."""
+    import llvmlite.binding as llvm
+
     from ncnnc import __version__
     from ncnnc.backends.ncnn_writer import bin_bytes, param_text
+    from ncnnc.backends.numpy.cpu_family import triple_family
 
+    compiling_cpu = llvm.get_host_cpu_name() if triple_family(target.triple) == "x86" else ""
     h = hashlib.sha256()
-    for part in (__version__, _source_digest(), target.name, target.triple, target.cpu, target.features,
-                 json.dumps(target.options, sort_keys=True, default=str), prefix,
+    for part in (__version__, _source_digest(), compiling_cpu, target.name, target.triple, target.cpu,
+                 target.features, json.dumps(target.options, sort_keys=True, default=str), prefix,
                  json.dumps(sorted((input_shapes or {}).items())), json.dumps(graph.outputs), param_text(graph)):
         h.update(str(part).encode())
         h.update(b"\0")
