@@ -173,8 +173,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
             auto_mixed_precision: bool = False, target_cos: float = DEFAULT_TARGET_COS, amp_images: int = 16,
             amp_prune: bool = True, equalize: bool = False, bias_correction: bool = False, adaround: bool = False,
             act_scale: bool = False, winograd_bits: int | None = None, asymmetric: bool | None = None,
-            equalize_activations: bool = False, quality: str = "default", refine_images: int = 100,
-            refine_params: dict | None = None,
+            equalize_activations: bool = False, exact_input: bool | None = None, quality: str = "default",
+            refine_images: int = 100, refine_params: dict | None = None,
             threads: int = 1, executor: Any = None, scheduler: str | None = None,
             target: str | Target | None = None, emit_asm: bool = False, emit_llvm: bool = False,
             out_dir: str | Path | None = None, progress: bool = False,
@@ -197,7 +197,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     quantizes the inputs of layers that read ReLU outputs with 255 levels instead of 128
     (:mod:`ncnnc.core.asymmetric`); ``equalize_activations`` rescales channels between convolutions so each
     gets a similar share of its blob's int8 range, measured on the calibration images before calibrating
-    (:mod:`ncnnc.core.activation_equalization`, fp32 identity).  ``quality="high"`` turns on ``act_scale``,
+    (:mod:`ncnnc.core.activation_equalization`, fp32 identity); ``exact_input`` makes the int8 input of a
+    convolution that reads the image the pixel itself (a ``Scale`` layer in front, :mod:`ncnnc.core.exact_input`,
+    fp32 identity).  ``quality="high"`` turns on ``act_scale``,
     ``adaround``, ``winograd_bits=8`` and ``asymmetric`` (None: 6 and False, or the preset's; activation
     equalization is not in the preset: docs/quantization.md).
     With ``out_dir`` the model is written as ``model.param``,
@@ -229,7 +231,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     equalize, refiners = _quality_methods(quality, equalize, bias_correction, adaround, act_scale)
     winograd_bits = winograd_bits if winograd_bits is not None else 8 if quality == "high" else 6
     asymmetric = asymmetric if asymmetric is not None else quality == "high"
-    if not int8 and (equalize or refiners or equalize_activations):
+    exact_input = exact_input if exact_input is not None else quality == "high"
+    if not int8 and (equalize or refiners or equalize_activations or exact_input):
         raise NcnncError("equalization, bias correction and learned rounding apply only with int8")
     if refiners:
         from ncnnc.core.refine import resolve_params
@@ -295,6 +298,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
+        if exact_input:
+            _exact_input(graph, table, images, method, winograd_bits, result)
         reasons: dict[str, str] = {}
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
@@ -375,6 +380,28 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
     result.stages["equalize"] = time.perf_counter() - t
     layers = {change.split(" -> ")[0] for _, change in report.changes}
     result.notes["equalize"] = f"{len(layers)} layer(s) equalized with their consumers in {report.rounds} round(s)"
+
+
+def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImages, method: str,
+                 winograd_bits: int, result: CompileResult) -> None:
+    """The convolutions that read an 8-bit image get it exactly (:mod:`ncnnc.core.exact_input`)."""
+    from ncnnc.core.calibration import find_calibrator, weight_scales
+    from ncnnc.core.exact_input import exact_input_layers, make_input_exact
+    from ncnnc.core.winograd import as_written
+
+    t = time.perf_counter()
+    specs = {spec.blob: spec for spec in images.specs(graph)
+             if not spec.npy and spec.pixel != "RAW" and not any(p.suffix.lower() == ".npy" for p in spec.paths)}
+    rule = find_calibrator(method).weights
+    changed = []
+    for conv in exact_input_layers(graph, table, list(specs)):
+        spec = specs[conv.inputs[0]]
+        make_input_exact(graph, table, conv, spec.mean, spec.norm,
+                         lambda layer: as_written(weight_scales(layer, rule, winograd_bits)))
+        changed.append(conv.name)
+    result.stages["exact input"] = time.perf_counter() - t
+    result.notes["exact input"] = (f"int8 input = pixel - 128 for {', '.join(changed)} (a Scale layer in front)"
+                                   if changed else "no convolution reads an 8-bit image directly")
 
 
 def _equalize_activations(graph: Graph, images: CalibrationImages, result: CompileResult) -> None:

@@ -203,6 +203,8 @@ def test_counts_below_their_least_are_usage_errors(argv, blamed, capsys):
      f"{MODEL[0]}: exists and is not a directory"),
     (["compile", *MODEL, "--int8", "--calib", str(EXAMPLE / "images"), "--refine-images", "50", "-o", "never"],
      "--refine-images applies only with a refine step (--quality high, --adaround, --bias-correction or --act-scale)"),
+    (["compile", *MODEL, "--exact-input", "-o", "never"],
+     "--exact-input applies only with --int8 (without it the fp32 model is compiled)"),
 ])
 def test_settings_are_checked_before_work_and_blamed(argv, blamed, capsys):
     assert main(argv) == 2

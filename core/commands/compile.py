@@ -91,8 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equalize-activations", action="store_true",
                         help="before calibration, scale channels between convolutions so each gets a similar share "
                              "of its blob's int8 range, measured on the calibration images (fp32 identity)")
+    parser.add_argument("--exact-input", action=argparse.BooleanOptionalAction, default=None,
+                        help="the int8 input of a convolution that reads the image is the pixel itself (a Scale "
+                             "layer in front maps it to pixel - 128; fp32 identity; in --quality high)")
     parser.add_argument("--quality", choices=QUALITIES, default="default",
-                        help="preset: high = --act-scale --adaround --winograd-bits 8 --asymmetric")
+                        help="preset: high = --act-scale --adaround --winograd-bits 8 --asymmetric --exact-input")
     parser.add_argument("--refine-images", type=int, default=100, metavar="N",
                         help="calibration images the refine steps use (--quality high, --act-scale, --adaround, "
                              "--bias-correction; default 100)")
@@ -168,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             ("--act-scale", args.act_scale), ("--winograd-bits", args.winograd_bits is not None),
             ("--asymmetric", args.asymmetric is not None),
             ("--equalize-activations", args.equalize_activations),
+            ("--exact-input", args.exact_input is not None),
             ("--quality", args.quality != "default"), ("--refine-images", args.refine_images != 100),
             (" ".join(f"{k}=" for k in method_params), method_params)))
     elif not args.auto_mixed_precision:
@@ -202,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                      equalize=args.equalize, bias_correction=args.bias_correction, adaround=args.adaround,
                      act_scale=args.act_scale, winograd_bits=args.winograd_bits,
                      asymmetric=args.asymmetric, equalize_activations=args.equalize_activations,
-                     quality=args.quality, refine_images=args.refine_images)
+                     exact_input=args.exact_input, quality=args.quality, refine_images=args.refine_images)
     print(f"ncnnc compile: {paths[0]}")
     print(result.summary())
     return 0

@@ -166,6 +166,24 @@ def _table(b: ir.IRBuilder, values: np.ndarray, name: str, ty: ir.Type, index: i
     return load(b, g, ty, index)
 
 
+@register_lowering("Scale")
+def lower_scale(lw: Lowerer, layer: Layer) -> None:
+    """``x * scale + bias`` per channel, each rounded (as the simulation), with the scales from the weights
+    (what ``--exact-input`` writes in front of a model's first convolution)."""
+    if layer.p("scale_data_size") == -233:
+        raise Unsupported("with the scales as a second input")
+    scale = np.asarray(layer.weight("scale"), np.float32).ravel()
+    bias = np.asarray(layer.weight("bias"), np.float32).ravel() if layer.p("bias_term") else None
+
+    def body(b, v, index, per):
+        out = b.fmul(v, _table(b, _per_channel(scale, per), f"{b.function.name}.scale", F32, index))
+        if bias is None:
+            return out
+        return b.fadd(out, _table(b, _per_channel(bias, per), f"{b.function.name}.bias", F32, index))
+
+    _elementwise_quant(lw, layer, "f32", body)
+
+
 @register_lowering("Quantize")
 def lower_quantize(lw: Lowerer, layer: Layer) -> None:
     """``float2int8(x * scale)`` with one scale or one per channel."""
@@ -224,8 +242,9 @@ def lower_requantize(lw: Lowerer, layer: Layer) -> None:
 
 
 def prepare_f32(lw: Lowerer, src: View, pads: tuple[int, int, int, int], channel_multiple: int = 1,
-                pad_value: float = 0.0) -> View:
-    """Like :func:`prepare_int8` for float kernels: ``src`` copied (int8 converted) with ``pad_value`` around."""
+                pad_value: float | np.ndarray = 0.0) -> View:
+    """Like :func:`prepare_int8` for float kernels: ``src`` copied (int8 converted) with ``pad_value`` around
+    (one value, or one per channel)."""
     c, h, w = src.chw
     top, bottom, left, right = pads
     cp = -(-c // channel_multiple) * channel_multiple
@@ -237,8 +256,16 @@ def prepare_f32(lw: Lowerer, src: View, pads: tuple[int, int, int, int], channel
     def emit(ctx: KernelContext) -> ir.Function:
         fn, b = new_function(ctx.module, ctx.name, 2)
         sp, dp = fn.args
-        fill = ir.Constant(F32, float(np.float32(pad_value)))
-        if any(pads) or cp != c:
+        if np.ndim(pad_value):  # one value per channel, the rounding-up channels 0
+            from ncnnc.backends.llvm.irutil import add_constant
+
+            values = np.zeros(cp, np.float32)
+            values[:c] = pad_value
+            fills = add_constant(b.module, f"{ctx.name}.fill", values)
+            with for_range(b, 0, hp * wp, name="e") as e, for_range(b, 0, cp, name="f") as f:
+                store(b, load(b, fills, F32, f), dp, b.add(b.mul(e, i64(cp)), f))
+        elif any(pads) or cp != c:
+            fill = ir.Constant(F32, float(np.float32(pad_value)))
             with for_range(b, 0, cp * hp * wp, name="e") as e:
                 store(b, fill, dp, e)
         y0, y1 = max(0, -top), min(h, h + bottom) if bottom < 0 else h

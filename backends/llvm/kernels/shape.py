@@ -8,6 +8,8 @@ another Concat already, a dtype mismatch) are copied by the Concat's own step.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ncnnc.backends.llvm.kernels.convert import emit_copy
 from ncnnc.backends.llvm.lower import Lowerer, Unsupported, in_place_axis, register_lowering, sub_view
 from ncnnc.core.ir import Layer
@@ -76,14 +78,20 @@ def lower_identity(lw: Lowerer, layer: Layer) -> None:
 
 @register_lowering("Padding")
 def lower_padding(lw: Lowerer, layer: Layer) -> None:
-    """Constant padding of a 3-D blob's sides (what ``quantize(asymmetric=True)`` writes before a padded
-    convolution): the input copied into a larger buffer filled with the value."""
+    """Constant padding of a 3-D blob's sides, one value or one per channel (what ``quantize(asymmetric=True)``
+    and ``--exact-input`` write before a padded convolution): the input copied into a larger buffer filled
+    with the value."""
     from ncnnc.backends.llvm.kernels.quant import prepare_f32
 
-    if layer.p("type") != 0 or layer.p("per_channel_pad_data_size") or layer.p("front") or layer.p("behind"):
+    if layer.p("type") != 0 or layer.p("front") or layer.p("behind"):
         raise Unsupported("other than constant padding of the sides")
     pads = tuple(int(layer.p(k)) for k in ("top", "bottom", "left", "right"))
     src = lw.input(layer, 0)
     if src.dims != 3 or min(pads) < 0:
         raise Unsupported("of a blob other than 3-D, or cropping")
-    lw.alias(layer.outputs[0], prepare_f32(lw, src, pads, 1, float(layer.p("value"))))
+    value: float | np.ndarray = float(layer.p("value"))
+    if layer.p("per_channel_pad_data_size"):
+        value = np.asarray(layer.weight("per_channel_pad"), np.float32).ravel()
+        if value.size != src.chw[0]:
+            raise Unsupported(f"with {value.size} per-channel values for {src.chw[0]} channels")
+    lw.alias(layer.outputs[0], prepare_f32(lw, src, pads, 1, value))
