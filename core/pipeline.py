@@ -298,8 +298,9 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         table = CalibrationTable.parse(cal.table.to_text())  # the scales as model.table holds them (%f)
         result.stages["calibrate"] = time.perf_counter() - t
         result.notes["calibrate"] = cal.summary()
+        calibrated = {}  # the exact-input layers' own table entries, for model.table
         if exact_input:
-            _exact_input(graph, table, images, method, winograd_bits, result)
+            calibrated = _exact_input(graph, table, images, method, winograd_bits, result)
         reasons: dict[str, str] = {}
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
@@ -315,6 +316,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
                              asymmetric=asymmetric)
         out_graph = quantized.graph
         table = _comment_out(table, list(quantized.report.kept_fp32))
+        for name, (weight_scales, input_scale) in calibrated.items():
+            table.weight_scales[name], table.input_scales[name] = weight_scales, input_scale
         result.quantize_report = quantized.report
         result.stages["quantize"] = time.perf_counter() - t
         report = quantized.report
@@ -383,8 +386,10 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
 
 
 def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImages, method: str,
-                 winograd_bits: int, result: CompileResult) -> None:
-    """The convolutions that read an 8-bit image get it exactly (:mod:`ncnnc.core.exact_input`)."""
+                 winograd_bits: int, result: CompileResult) -> dict[str, tuple[np.ndarray, float]]:
+    """The convolutions that read an 8-bit image get it exactly (:mod:`ncnnc.core.exact_input`).  Returns their
+    calibrated ``(weight scales, input scale)``: ``model.table`` keeps those, which fit the model as loaded
+    (the rewritten layer's scales fit only the rewritten one)."""
     from ncnnc.core.calibration import find_calibrator, weight_scales
     from ncnnc.core.exact_input import exact_input_layers, make_input_exact
     from ncnnc.core.winograd import as_written
@@ -393,15 +398,16 @@ def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImage
     specs = {spec.blob: spec for spec in images.specs(graph)
              if not spec.npy and spec.pixel != "RAW" and not any(p.suffix.lower() == ".npy" for p in spec.paths)}
     rule = find_calibrator(method).weights
-    changed = []
+    changed: dict[str, tuple[np.ndarray, float]] = {}
     for conv in exact_input_layers(graph, table, list(specs)):
         spec = specs[conv.inputs[0]]
+        changed[conv.name] = (table.weight_scales[conv.name], table.input_scales[conv.name])
         make_input_exact(graph, table, conv, spec.mean, spec.norm,
                          lambda layer: as_written(weight_scales(layer, rule, winograd_bits)))
-        changed.append(conv.name)
     result.stages["exact input"] = time.perf_counter() - t
     result.notes["exact input"] = (f"int8 input = pixel - 128 for {', '.join(changed)} (a Scale layer in front)"
                                    if changed else "no convolution reads an 8-bit image directly")
+    return changed
 
 
 def _equalize_activations(graph: Graph, images: CalibrationImages, result: CompileResult) -> None:

@@ -112,3 +112,22 @@ def test_a_padded_convolution_with_per_channel_norms(image_paths: list[Path]) ->
     assert rewritten.layer("pool").inputs == ["data"]
     int8 = quantize(rewritten, new_table).graph
     _check_exact(graph, rewritten, int8, image_paths[6:9], RGB, "conv")
+
+
+def test_compile_writes_the_rewrite_and_keeps_the_calibrated_table(tmp_path: Path) -> None:
+    """``compile(exact_input=True)``: the model has the Scale layer and conv1 reads with scale 1; model.table
+    keeps conv1's calibrated scales (they fit the model as loaded, as ``ncnnc quantize`` would use them)."""
+    import ncnnc
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "squeezenet"
+    model = [example / "squeezenet_v1.1.param", example / "squeezenet_v1.1.bin"]
+    images = sorted((example / "images").iterdir())[:4]
+    pre = dict(mean=SQUEEZENET["mean"], norm=SQUEEZENET["norm"], shape=SQUEEZENET["shape"])
+    plain = ncnnc.compile(model, calib=images, out_dir=tmp_path / "plain", **pre)
+    exact = ncnnc.compile(model, calib=images, exact_input=True, out_dir=tmp_path / "exact", **pre)
+    int8 = load(tmp_path / "exact" / "model.param", tmp_path / "exact" / "model.bin")
+    assert int8.layers[1].type == "Scale" and int8.layer("conv1").inputs == int8.layers[1].outputs
+    assert float(int8.layer("conv1").weight("bottom_int8_scales").ravel()[0]) == 1.0
+    assert "conv1" in exact.notes["exact input"]
+    written = (tmp_path / "exact" / "model.table").read_text()
+    assert written == (tmp_path / "plain" / "model.table").read_text() and plain.table is not None
