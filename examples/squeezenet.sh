@@ -25,7 +25,8 @@ head -n "$CALIB" "$OUT/images.txt" > "$OUT/calib.txt"
 
 PRE=("mean=[104,117,123]" "norm=[1,1,1]" "shape=[227,227,3]" "pixel=BGR")
 # ncnn's own toolchain in one command (ncnnoptimize + ncnn2table method=kl + ncnn2int8), then the same with
-# --quality high (activation-scale search, learned rounding, 8-bit winograd weights, asymmetric inputs)
+# --quality high (activation-scale search, learned rounding, 8-bit winograd weights, asymmetric inputs,
+# exact image inputs)
 for QUALITY in default high; do
     if [ "$QUALITY" = high ]; then DIR=$OUT-quality-high; else DIR=$OUT; fi
     echo "== ncnnc compile --quality $QUALITY"
