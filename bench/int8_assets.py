@@ -1,6 +1,6 @@
 """The int8 simulation against the real runtime on the asset models (random weights), layer by layer.
 
-    python bench/int8_assets.py [NAME ...] [--size 320] [--images 8] [--out DIR]
+    python bench/int8_assets.py [NAME ...] [--size 320] [--images 8] [--exact-input] [--out DIR]
 
 Each single-input model of ``tests/data/ncnn_assets`` gets random weights, is compiled to int8 (kl on the
 first shared images; the Input's own size, else ``--size`` square) and runs once in the ncnn runtime and
@@ -30,7 +30,7 @@ TRANSCENDENTAL = {4: "sigmoid", 5: "mish"}
 """Fused activation types the runtime computes with its own vectorised ``exp`` / ``log`` / ``tanh``."""
 
 
-def compile_asset(name: str, folder: Path, size: int, images: list[Path]) -> Path:
+def compile_asset(name: str, folder: Path, size: int, images: list[Path], exact_input: bool = False) -> Path:
     """The asset ``name`` with random weights, compiled to int8 in ``folder``; returns the int8 .param."""
     import ncnnc
     from ncnnc.backends.ncnn_writer import save
@@ -46,7 +46,7 @@ def compile_asset(name: str, folder: Path, size: int, images: list[Path]) -> Pat
     save(graph, folder / "model.param", folder / "model.bin")
     h, w = input_size(graph, size)
     ncnnc.compile([folder / "model.param", folder / "model.bin"], calib=images, mean=[127.5] * 3,
-                  norm=[1 / 128] * 3, shape=[w, h, 3], out_dir=folder / "int8")
+                  norm=[1 / 128] * 3, shape=[w, h, 3], exact_input=exact_input, out_dir=folder / "int8")
     return out
 
 
@@ -86,7 +86,7 @@ def first_difference(graph, ours: dict, theirs: dict) -> str:
     return "none"
 
 
-def check(name: str, out: Path, size: int, images: list[Path]) -> str:
+def check(name: str, out: Path, size: int, images: list[Path], exact_input: bool = False) -> str:
     """One model's line."""
     from ncnnc.backends.ncnn_runtime import RuntimeNet
     from ncnnc.backends.numpy import Interpreter
@@ -97,7 +97,7 @@ def check(name: str, out: Path, size: int, images: list[Path]) -> str:
     try:
         if len(load(ASSETS / f"{name}.param").inputs) != 1:
             return f"{name}: skipped (more than one input)"
-        param = compile_asset(name, out / name, size, images)
+        param = compile_asset(name, out / name, size, images, exact_input)
     except NcnncError as e:
         return f"{name}: not compiled: {e}"
     graph = load(param, param.with_suffix(".bin"))
@@ -122,12 +122,13 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="asset names (default: every .param in tests/data/ncnn_assets)")
     parser.add_argument("--size", type=int, default=320, help="input size where the Input has none")
     parser.add_argument("--images", type=int, default=8, help="calibration images")
+    parser.add_argument("--exact-input", action="store_true", help="compile with --exact-input")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ncnnc-int8-assets"), help="compiled models")
     args = parser.parse_args()
     names = args.names or sorted(p.name[: -len(".param")] for p in ASSETS.glob("*.param"))
     images = sorted(IMAGES.iterdir())[: args.images]
     for name in names:
-        print(check(name, args.out, args.size, images), flush=True)
+        print(check(name, args.out, args.size, images, args.exact_input), flush=True)
 
 
 if __name__ == "__main__":
