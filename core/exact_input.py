@@ -17,7 +17,7 @@ with any table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def exact_input_layers(graph: Graph, table: CalibrationTable, image_inputs: Sequ
 
 
 def make_input_exact(graph: Graph, table: CalibrationTable, conv: Layer, mean: Sequence[float],
-                     norm: Sequence[float], weight_scales) -> None:
+                     norm: Sequence[float], weight_scales: Callable[[Layer], np.ndarray]) -> None:
     """Rewrite ``conv`` (reading an image preprocessed with ``mean``/``norm``) and its table entries so its
     int8 input is ``p - 128``; ``weight_scales(layer)`` gives the new weights' scales (the calibrator's rule)."""
     channels = conv.weight("weight").size // (conv.p("num_output") * conv.p("kernel_w") * conv.p("kernel_h"))

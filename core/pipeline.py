@@ -200,8 +200,8 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
     (:mod:`ncnnc.core.activation_equalization`, fp32 identity); ``exact_input`` makes the int8 input of a
     convolution that reads the image the pixel itself (a ``Scale`` layer in front, :mod:`ncnnc.core.exact_input`,
     fp32 identity).  ``quality="high"`` turns on ``act_scale``,
-    ``adaround``, ``winograd_bits=8`` and ``asymmetric`` (None: 6 and False, or the preset's; activation
-    equalization is not in the preset: docs/quantization.md).
+    ``adaround``, ``winograd_bits=8``, ``asymmetric`` and ``exact_input`` (None: 6, False and False, or the
+    preset's; activation equalization is not in the preset: docs/quantization.md).
     With ``out_dir`` the model is written as ``model.param``,
     ``model.bin`` and ``model.table`` there (all or none).  ``int8=False`` only optimizes.
 
@@ -354,9 +354,10 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
 
 
 QUALITIES = ("default", "high")
-"""``quality`` presets: ``high`` turns on the activation-scale search, learned rounding, 8-bit winograd weights
-and asymmetric inputs (not equalization, which measured worse with ncnn's per-channel weight scales, nor bias
-correction, which measured no better on top, nor activation equalization: docs/quantization.md)."""
+"""``quality`` presets: ``high`` turns on the activation-scale search, learned rounding, 8-bit winograd
+weights, asymmetric inputs and exact image inputs (not equalization, which measured worse with ncnn's
+per-channel weight scales, nor bias correction, which measured no better on top, nor activation equalization:
+docs/quantization.md)."""
 
 
 def _quality_methods(quality: str, equalize: bool, bias_correction: bool, adaround: bool,
