@@ -166,22 +166,48 @@ def _table(b: ir.IRBuilder, values: np.ndarray, name: str, ty: ir.Type, index: i
     return load(b, g, ty, index)
 
 
+UNROLLED_SCALE_CHANNELS = 64
+"""Scale layers with at most this many channels get one straight-line step per channel (constants, no table)."""
+
+
 @register_lowering("Scale")
 def lower_scale(lw: Lowerer, layer: Layer) -> None:
     """``x * scale + bias`` per channel, each rounded (as the simulation), with the scales from the weights
-    (what ``--exact-input`` writes in front of a model's first convolution)."""
+    (what ``--exact-input`` writes in front of a model's first convolution).  A 3-D blob of few channels is
+    read where it is (the model input stays channel-major: no conversion pass) and written channels-last,
+    every channel's constants in the code, so the pixel loop vectorizes."""
     if layer.p("scale_data_size") == -233:
         raise Unsupported("with the scales as a second input")
     scale = np.asarray(layer.weight("scale"), np.float32).ravel()
     bias = np.asarray(layer.weight("bias"), np.float32).ravel() if layer.p("bias_term") else None
+    src = lw.input(layer, 0, channel_major_ok=True)
+    if src.dims != 3 or src.dtype != "f32" or src.chw[0] > UNROLLED_SCALE_CHANNELS:
+        def body(b, v, index, per):
+            out = b.fmul(v, _table(b, _per_channel(scale, per), f"{b.function.name}.scale", F32, index))
+            if bias is None:
+                return out
+            return b.fadd(out, _table(b, _per_channel(bias, per), f"{b.function.name}.bias", F32, index))
 
-    def body(b, v, index, per):
-        out = b.fmul(v, _table(b, _per_channel(scale, per), f"{b.function.name}.scale", F32, index))
-        if bias is None:
-            return out
-        return b.fadd(out, _table(b, _per_channel(bias, per), f"{b.function.name}.bias", F32, index))
+        _elementwise_quant(lw, layer, "f32", body)
+        return
+    c, h, w = src.chw
+    scales, biases = _per_channel(scale, c), None if bias is None else _per_channel(bias, c)
+    out = lw.output(layer, 0, "f32")
 
-    _elementwise_quant(lw, layer, "f32", body)
+    def emit(ctx: KernelContext) -> ir.Function:
+        fn, b = new_function(ctx.module, ctx.name, 2)
+        sp, dp = fn.args
+        with for_range(b, 0, h * w, name="p") as pixel:
+            base = b.mul(pixel, i64(out.stride))
+            for ch in range(c):
+                v = b.fmul(load(b, sp, F32, element_index(b, src, pixel, i64(ch))), ir.Constant(F32, float(scales[ch])))
+                if biases is not None:
+                    v = b.fadd(v, ir.Constant(F32, float(biases[ch])))
+                store(b, v, dp, b.add(base, i64(ch)))
+        b.ret_void()
+        return fn
+
+    lw.add("scale", [src], [out], emit)
 
 
 @register_lowering("Quantize")

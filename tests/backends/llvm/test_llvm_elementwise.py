@@ -173,3 +173,19 @@ def test_refusals():
     b.layer("BinaryOp", [b.input("a", (3, 4))], {0: 12, 1: 1}, name="fmod")
     with pytest.raises(UnsupportedError, match="fmod"):
         lower(b.build(), resolve("host"))
+
+
+@pytest.mark.parametrize("shape", [(3, 11, 13), (80, 3, 5), (7, 9), (12,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_scale_per_channel(shape, bias):
+    """Scale (what ``--exact-input`` puts on the image): read from the channel-major model input, and from an
+    intermediate blob; 3 channels unrolled, 80 through the per-channel table; 1-D and 2-D blobs."""
+    rng = np.random.default_rng(len(shape) + bias)
+    c = shape[0]
+    weights = {"scale": rng.normal(0, 2, c)} | ({"bias": rng.normal(0, 2, c)} if bias else {})
+    b = GraphBuilder()
+    x = b.input("data", shape)
+    b.layer("Scale", [x], {0: c, 1: int(bias)}, weights, name="direct")
+    mid = b.layer("ReLU", [x], {0: 0.5})
+    b.layer("Scale", [mid], {0: c, 1: int(bias)}, weights, name="after")
+    _check(b.build(), {"data": _data(3, shape)})
