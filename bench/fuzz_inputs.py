@@ -411,10 +411,13 @@ def gen_param(rng: random.Random, index: int, base: Base) -> Case:
 
 
 def gen_param_int8(rng: random.Random, index: int, base: Base) -> Case:
-    """A mutated text ``.param`` through the whole int8 ``compile``: optimize, calibrate, quantize."""
+    """A mutated text ``.param`` through the whole int8 ``compile``: optimize, calibrate, quantize; every other
+    case with ``--exact-input`` (which rewrites the layers that read the image)."""
     files = _image_files(base)
+    extra = ["--exact-input"] if rng.random() < 0.5 else []
     return _compile_case("param-int8", index, base, {**files, "m.param": mutate_param_text(rng, base.param),
-                                                      "list.txt": _list_text(sorted(files))}, "list.txt")
+                                                      "list.txt": _list_text(sorted(files))}, "list.txt",
+                         extra=extra)
 
 
 def gen_param_bin(rng: random.Random, index: int, base: Base) -> Case:

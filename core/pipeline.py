@@ -300,7 +300,7 @@ def compile(model: Graph | str | Path | Sequence[str | Path], *, int8: bool = Tr
         result.notes["calibrate"] = cal.summary()
         calibrated = {}  # the exact-input layers' own table entries, for model.table
         if exact_input:
-            calibrated = _exact_input(graph, table, images, method, winograd_bits, result)
+            calibrated = _exact_input(graph, table, images, method, winograd_bits, fp32_layers, result)
         reasons: dict[str, str] = {}
         if auto_mixed_precision:  # before refining: the refine steps then tune the int8 layers around the fp32 ones
             t = time.perf_counter()
@@ -386,9 +386,10 @@ def _equalize(graph: Graph, result: CompileResult) -> None:
     result.notes["equalize"] = f"{len(layers)} layer(s) equalized with their consumers in {report.rounds} round(s)"
 
 
-def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImages, method: str,
-                 winograd_bits: int, result: CompileResult) -> dict[str, tuple[np.ndarray, float]]:
-    """The convolutions that read an 8-bit image get it exactly (:mod:`ncnnc.core.exact_input`).  Returns their
+def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImages, method: str, winograd_bits: int,
+                 fp32_layers: list[str], result: CompileResult) -> dict[str, tuple[np.ndarray, float]]:
+    """The convolutions that read an 8-bit image get it exactly (:mod:`ncnnc.core.exact_input`), but those
+    asked to stay fp32 (or commented out in the table).  Returns their
     calibrated ``(weight scales, input scale)``: ``model.table`` keeps those, which fit the model as loaded
     (the rewritten layer's scales fit only the rewritten one)."""
     from ncnnc.core.calibration import find_calibrator, weight_scales
@@ -401,13 +402,15 @@ def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImage
     rule = find_calibrator(method).weights
     changed: dict[str, tuple[np.ndarray, float]] = {}
     for conv in exact_input_layers(graph, table, list(specs)):
+        if conv.name in fp32_layers or conv.name in table.commented:
+            continue
         spec = specs[conv.inputs[0]]
         changed[conv.name] = (table.weight_scales[conv.name], table.input_scales[conv.name])
         make_input_exact(graph, table, conv, spec.mean, spec.norm,
                          lambda layer: as_written(weight_scales(layer, rule, winograd_bits)))
     result.stages["exact input"] = time.perf_counter() - t
     result.notes["exact input"] = (f"int8 input = pixel - 128 for {', '.join(changed)} (a Scale layer in front)"
-                                   if changed else "no convolution reads an 8-bit image directly")
+                                   if changed else "no int8 convolution reads an 8-bit image directly")
     return changed
 
 

@@ -131,3 +131,6 @@ def test_compile_writes_the_rewrite_and_keeps_the_calibrated_table(tmp_path: Pat
     assert "conv1" in exact.notes["exact input"]
     written = (tmp_path / "exact" / "model.table").read_text()
     assert written == (tmp_path / "plain" / "model.table").read_text() and plain.table is not None
+    kept = ncnnc.compile(model, calib=images, exact_input=True, fp32_layers=["conv1"], **pre)
+    assert kept.graph.layers[1].type == "Convolution"  # a layer kept fp32 is left as it is
+    assert kept.notes["exact input"] == "no int8 convolution reads an 8-bit image directly"
