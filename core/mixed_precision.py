@@ -193,6 +193,7 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
     ``asymmetric`` the mixed models are quantized as ``quantize(asymmetric=True)`` does.
     """
     from ncnnc.backends.numpy.interpreter import Interpreter
+    from ncnnc.core.asymmetric import shifted_layers
     from ncnnc.plugins.quantizer import quantize
 
     fixed = set(fp32_layers) | set(table.commented)
@@ -217,7 +218,10 @@ def choose_fp32_layers(graph: Graph, table: CalibrationTable, inputs: Mapping[st
     for n, name in enumerate(candidates, 1):
         frontier = _frontier(graph, index[name])
         state = {b: state[b] for b in frontier if b in state} | fp32.run(state, [b for b in frontier if b not in state])
-        report.sensitivity[name] = worst([c for c in candidates if c != name], state)
+        # the mixed model from the frontier on, fed the fp32 model's blobs there; but when its one int8 layer
+        # reads a shifted input, the fp32 producers before it output ``x - c`` in the mixed model: from the inputs
+        shifted = asymmetric and name in shifted_layers(graph, table, {name})
+        report.sensitivity[name] = worst([c for c in candidates if c != name], inputs if shifted else state)
         if progress:
             progress(f"sensitivity {n}/{len(candidates)}: {name} {report.sensitivity[name]:.5f}")
     order = sorted(candidates, key=lambda c: report.sensitivity[c])
