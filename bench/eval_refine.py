@@ -1,7 +1,6 @@
 """The issue-15 table: kl alone, each of equalization / bias correction / learned rounding / activation-scale
-search alone, all four, ``--quality high`` (activation-scale search + learned rounding), and with automatic
-mixed precision, on SqueezeNet
-v1.1 and EfficientNet-Lite0.
+search / exact image input alone, all four, ``--quality high`` (and the presets before it), and with automatic
+mixed precision, on SqueezeNet v1.1 and EfficientNet-Lite0.
 
     python bench/eval_refine.py [--models squeezenet,efficientnet] [--configs kl,high,...] [--images 500]
 
