@@ -345,6 +345,12 @@ class InputSpec:
     npy: bool = False
     source: str = ""
 
+    @property
+    def images(self) -> bool:
+        """Whether the files are images (``type=1`` or a list of ``.npy`` files holds tensors, such as an
+        R-CNN's ``im_info``)."""
+        return not self.npy and self.paths[0].suffix.lower() != ".npy"
+
     def load(self, index: int) -> np.ndarray:
         """The preprocessed tensor of file ``index`` in ncnn layout ``(c, h, w)``, float32."""
         path = self.paths[index]

@@ -17,7 +17,7 @@ with any table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -31,12 +31,15 @@ PIXEL_ZERO = 128.0
 _PADS = ("pad_left", "pad_right", "pad_top", "pad_bottom")
 
 
-def exact_input_layers(graph: Graph, table: CalibrationTable, image_inputs: Sequence[str]) -> list[Layer]:
-    """The int8 Convolutions that read one of the ``image_inputs`` blobs directly and can take the rewrite."""
+def exact_input_layers(graph: Graph, table: CalibrationTable, image_inputs: Sequence[str],
+                       fp32_layers: Collection[str] = ()) -> list[Layer]:
+    """The int8 Convolutions that read one of the ``image_inputs`` blobs directly and can take the rewrite
+    (not those in ``fp32_layers`` or commented out in the table: they stay fp32 and need none)."""
     found = []
     for layer in graph.layers:
         if (layer.type == "Convolution" and layer.inputs and layer.inputs[0] in image_inputs
                 and layer.name in table.input_scales and layer.name in table.weight_scales
+                and layer.name not in fp32_layers and layer.name not in table.commented
                 and min(layer.p(k) for k in _PADS) >= 0 and layer.p("pad_value") == 0
                 and not layer.p("dynamic_weight")):
             found.append(layer)

@@ -397,13 +397,10 @@ def _exact_input(graph: Graph, table: CalibrationTable, images: CalibrationImage
     from ncnnc.core.winograd import as_written
 
     t = time.perf_counter()
-    specs = {spec.blob: spec for spec in images.specs(graph)
-             if not spec.npy and spec.pixel != "RAW" and not any(p.suffix.lower() == ".npy" for p in spec.paths)}
+    specs = {spec.blob: spec for spec in images.specs(graph) if spec.images and spec.pixel != "RAW"}
     rule = find_calibrator(method).weights
     changed: dict[str, tuple[np.ndarray, float]] = {}
-    for conv in exact_input_layers(graph, table, list(specs)):
-        if conv.name in fp32_layers or conv.name in table.commented:
-            continue
+    for conv in exact_input_layers(graph, table, list(specs), fp32_layers):
         spec = specs[conv.inputs[0]]
         changed[conv.name] = (table.weight_scales[conv.name], table.input_scales[conv.name])
         make_input_exact(graph, table, conv, spec.mean, spec.norm,

@@ -12,41 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from ncnnc.backends.numpy.attention_ops import SDPA, Gemm, MultiHeadAttention, softmax_last
-from ncnnc.backends.numpy.int8_ops import accumulator_dtype
+from ncnnc.backends.numpy.int8_ops import int8_matmul, quantize_matrices, quantize_rows
 from ncnnc.backends.numpy.registry import INT8, register_op
-from ncnnc.core.int8 import float2int8
 from ncnnc.core.ir import Layer
 
 f32 = np.float32
-
-
-def _scales(absmax: np.ndarray) -> np.ndarray:
-    """``127 / absmax`` in float32, 1 where ``absmax`` is 0."""
-    absmax = np.asarray(absmax, f32)
-    return np.where(absmax == 0, f32(1), f32(127) / np.where(absmax == 0, f32(1), absmax)).astype(f32)
-
-
-def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row (last axis) with its own scale: ``(int8 values, scales shaped x.shape[:-1])``."""
-    scales = _scales(np.abs(x).max(axis=-1))
-    return float2int8(x * scales[..., None]), scales
-
-
-def quantize_matrices(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each matrix (last two axes) with one scale: ``(int8 values, scales shaped x.shape[:-2])``."""
-    scales = _scales(np.abs(x).max(axis=(-2, -1)))
-    return float2int8(x * scales[..., None, None]), scales
-
-
-def int8_matmul(a: np.ndarray, a_scales: np.ndarray, b: np.ndarray, b_scales: np.ndarray) -> np.ndarray:
-    """``a @ b`` of int8 operands summed exactly, times ``1 / (a row scale * b scale)``.
-
-    ``a (..., M, K)`` has one scale per row (``a_scales (..., M)``), ``b (..., K, N)`` one per matrix
-    (``b_scales (...)``); leading axes broadcast."""
-    acc = accumulator_dtype(a.shape[-1])
-    sums = np.matmul(a.astype(acc), b.astype(acc)).astype(f32)
-    descale = f32(1) / (np.asarray(a_scales, f32)[..., :, None] * np.asarray(b_scales, f32)[..., None, None])
-    return sums * descale
 
 
 def _check_term(op) -> None:

@@ -19,7 +19,7 @@ from ncnnc.backends.numpy.common import activate, per_channel
 from ncnnc.backends.numpy.conv_ops import _ConvBase, _pad_amounts, pad_hw, windows
 from ncnnc.backends.numpy.cpu_family import CpuFamily, host_family, packed_x86_depthwise, reciprocal_estimate
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
-from ncnnc.core.int8 import float2int8, fma32
+from ncnnc.core.int8 import absmax_scales, float2int8, fma32
 from ncnnc.core.ir import Layer
 
 
@@ -37,6 +37,15 @@ def dequant_scales(input_scale: float, weight_scales: np.ndarray, estimate: bool
     return np.where(ws == 0, np.float32(0.0), inv).astype(np.float32)
 
 
+def conv_dequant(input_scale: float, weight_scales: np.ndarray, family: CpuFamily, depthwise: bool,
+                 channels: int) -> tuple[np.ndarray, bool]:
+    """An int8 convolution's dequantization as ncnn's kernels on the CPU ``family`` compute it: the per-channel
+    scales, and whether the bias is added in one fused multiply-add (ncnn's x86 pack-8 depthwise kernel takes
+    the reciprocal estimate and rounds the multiplication and the addition separately)."""
+    packed = packed_x86_depthwise(family, depthwise, channels)
+    return dequant_scales(input_scale, weight_scales, packed), not packed
+
+
 def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None, fused: bool = True) -> np.ndarray:
     """``acc * scale_in + bias`` as ncnn's kernels compute it: the int32 sum converted to float32, then
     one fused multiply-add (one rounding; without a bias, one multiplication); not ``fused``, the
@@ -50,6 +59,30 @@ def dequantize(acc: np.ndarray, scale_in: np.ndarray, bias: np.ndarray | None, f
 def accumulator_dtype(terms: int) -> type:
     """float32 when a sum of ``terms`` int8 x int8 products is always exact in it (below 2**24), else float64."""
     return np.float32 if terms * 127 * 127 < 2**24 else np.float64
+
+
+# -- on-the-fly quantization of the weight-only int8 layers (recurrent, attention) ---------------------------
+def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row (last axis) with its own scale: ``(int8 values, scales shaped x.shape[:-1])``."""
+    scales = absmax_scales(x, int(np.prod(x.shape[:-1]))).reshape(x.shape[:-1])
+    return float2int8(x * scales[..., None]), scales
+
+
+def quantize_matrices(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each matrix (last two axes) with one scale: ``(int8 values, scales shaped x.shape[:-2])``."""
+    scales = absmax_scales(x, int(np.prod(x.shape[:-2]))).reshape(x.shape[:-2])
+    return float2int8(x * scales[..., None, None]), scales
+
+
+def int8_matmul(a: np.ndarray, a_scales: np.ndarray, b: np.ndarray, b_scales: np.ndarray) -> np.ndarray:
+    """``a @ b`` of int8 operands summed exactly, times ``1 / (a row scale * b scale)``.
+
+    ``a (..., M, K)`` has one scale per row (``a_scales (..., M)``), ``b (..., K, N)`` one per matrix
+    (``b_scales (...)``); leading axes broadcast."""
+    acc = accumulator_dtype(a.shape[-1])
+    sums = np.matmul(a.astype(acc), b.astype(acc)).astype(np.float32)
+    a_scales, b_scales = np.asarray(a_scales, np.float32), np.asarray(b_scales, np.float32)
+    return sums * (np.float32(1) / (a_scales[..., :, None] * b_scales[..., None, None]))
 
 
 def to_int8(x: np.ndarray, scale: float) -> np.ndarray:
@@ -75,9 +108,7 @@ class _Int8Conv(_ConvBase):
         if ws.size == self.group and ws.size != self.n:
             ws = np.repeat(ws, self.out_g)
         self.depthwise = self.cin_g == 1 and self.out_g == 1 and self.group > 1
-        packed_x86 = packed_x86_depthwise(family or host_family(), self.depthwise, self.n)
-        self.fused = not packed_x86
-        scale_in = dequant_scales(self.input_scale, ws, packed_x86)
+        scale_in, self.fused = conv_dequant(self.input_scale, ws, family or host_family(), self.depthwise, self.n)
         self.scale_in = np.broadcast_to(scale_in, (self.n,)).reshape(1, -1, 1, 1)
         self.bias = layer.weight("bias").reshape(1, -1, 1, 1) if self.p["bias_term"] else None
         self.top_scale = float(layer.weight("top_int8_scales").ravel()[0]) if self.term > 100 else None

@@ -8,6 +8,7 @@ import numpy as np
 
 from ncnnc.backends.numpy.blas import single_thread
 from ncnnc.backends.numpy.concat_plan import ConcatPlan
+from ncnnc.backends.numpy.cpu_family import CpuFamily
 from ncnnc.backends.numpy.registry import Op, make_op
 from ncnnc.core.errors import NcnncError
 from ncnnc.core.ir import Graph, Layer
@@ -26,7 +27,7 @@ class Interpreter:
     (:mod:`~ncnnc.backends.numpy.cpu_family`).
     """
 
-    def __init__(self, graph: Graph, family: str | None = None) -> None:
+    def __init__(self, graph: Graph, family: CpuFamily | None = None) -> None:
         self.graph = graph
         self.layers: list[Layer] = list(graph.layers)
         self.ops: dict[str, Op] = {layer.name: make_op(layer, family) for layer in self.layers

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ncnnc.backends.numpy.int8_ops import accumulator_dtype
+from ncnnc.backends.numpy.int8_ops import accumulator_dtype, quantize_rows
 from ncnnc.backends.numpy.registry import INT8, Op, register_op
-from ncnnc.core.int8 import float2int8
 
 F = np.float32
 
@@ -131,9 +130,8 @@ class _DynamicInt8:
 
     def operand(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(int8 rows, 1 / scale per row)`` with ``scale = 127 / absmax`` (an all-zero row: scale 1)."""
-        absmax = np.abs(v).max(axis=1)
-        scale = np.where(absmax == 0, F(1), F(127) / np.where(absmax == 0, F(1), absmax)).astype(F)
-        return float2int8(v * scale[:, None]), (F(1) / scale).astype(F)
+        q, scale = quantize_rows(v)
+        return q, (F(1) / scale).astype(F)
 
     def product(self, d: int, name: str, v: tuple[np.ndarray, np.ndarray], rows: slice) -> np.ndarray:
         """The exact int8 sum times ``descale_input * descale_weight_row``."""

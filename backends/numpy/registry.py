@@ -95,7 +95,7 @@ def make_op(layer: Layer, family: str | None = None) -> Op:
     if cls is None:
         raise UnsupportedError(f"numpy backend has no {variant} implementation of layer type {layer.type}",
                                where=f"layer {layer.name}")
-    return cls(layer, family) if family is not None and getattr(cls, "cpu_dependent", False) else cls(layer)
+    return cls(layer, family) if getattr(cls, "cpu_dependent", False) else cls(layer)
 
 
 _LOADED = False

@@ -70,6 +70,7 @@ from ncnnc.backends.llvm.lower import Lowerer, Unsupported, register_lowering
 from ncnnc.backends.llvm.program import KernelContext, View
 from ncnnc.backends.numpy.conv_ops import _pad_amounts
 from ncnnc.backends.numpy.registry import INT8
+from ncnnc.core.backend import Target
 from ncnnc.core.ir import Layer
 
 
@@ -191,7 +192,7 @@ def pad_channels(values: np.ndarray, group: int, out_g: int, blocks: int, lanes:
     return v.ravel()
 
 
-def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int, target) -> Epilogue:
+def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int, target: Target) -> Epilogue:
     """The layer's dequantize/requantize constants, padded to ``blocks`` of ``lanes``: the dequantization
     scales as ncnn computes them on ``target``'s CPU family (:mod:`~ncnnc.backends.numpy.cpu_family`)."""
     p = layer.params
@@ -203,20 +204,20 @@ def _epilogue(layer: Layer, g: ConvGeometry, int8: bool, blocks: int, lanes: int
     if not int8:
         return Epilogue(False, None, None if bias is None else pad_channels(bias, groups, per, blocks, lanes),
                         act, act_params, None)
-    from ncnnc.backends.numpy.cpu_family import packed_x86_depthwise, triple_family
-    from ncnnc.backends.numpy.int8_ops import dequant_scales
+    from ncnnc.backends.numpy.cpu_family import triple_family
+    from ncnnc.backends.numpy.int8_ops import conv_dequant
 
     input_scale = float(layer.weight("bottom_int8_scales").ravel()[0])
     ws = layer.weight("weight_int8_scales").ravel()
     if ws.size == g.group and ws.size != g.n:
         ws = np.repeat(ws, g.out_g)
-    packed_x86 = packed_x86_depthwise(triple_family(target.triple), g.depthwise, g.n)
-    scale = np.broadcast_to(dequant_scales(input_scale, ws, packed_x86), (g.n,)).astype(np.float32)
+    scale, fused = conv_dequant(input_scale, ws, triple_family(target.triple), g.depthwise, g.n)
+    scale = np.broadcast_to(scale, (g.n,)).astype(np.float32)
     term = p["int8_scale_term"]
     top = float(layer.weight("top_int8_scales").ravel()[0]) if term > 100 else None
     return Epilogue(True, pad_channels(scale, groups, per, blocks, lanes),
                     None if bias is None else pad_channels(bias.astype(np.float32), groups, per, blocks, lanes),
-                    act, act_params, top, fused=not packed_x86)
+                    act, act_params, top, fused=fused)
 
 
 def _emit_general(ctx: KernelContext, g: ConvGeometry, wpacked: np.ndarray, epi: Epilogue, lanes: int,

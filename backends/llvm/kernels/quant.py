@@ -182,13 +182,7 @@ def lower_scale(lw: Lowerer, layer: Layer) -> None:
     bias = np.asarray(layer.weight("bias"), np.float32).ravel() if layer.p("bias_term") else None
     src = lw.input(layer, 0, channel_major_ok=True)
     if src.dims != 3 or src.dtype != "f32" or src.chw[0] > UNROLLED_SCALE_CHANNELS:
-        def body(b, v, index, per):
-            out = b.fmul(v, _table(b, _per_channel(scale, per), f"{b.function.name}.scale", F32, index))
-            if bias is None:
-                return out
-            return b.fadd(out, _table(b, _per_channel(bias, per), f"{b.function.name}.bias", F32, index))
-
-        _elementwise_quant(lw, layer, "f32", body)
+        _elementwise_quant(lw, layer, "f32", _dequant_body(scale, bias, fused=False))
         return
     c, h, w = src.chw
     scales, biases = _per_channel(scale, c), None if bias is None else _per_channel(bias, c)
@@ -200,9 +194,9 @@ def lower_scale(lw: Lowerer, layer: Layer) -> None:
         with for_range(b, 0, h * w, name="p") as pixel:
             base = b.mul(pixel, i64(out.stride))
             for ch in range(c):
-                v = b.fmul(load(b, sp, F32, element_index(b, src, pixel, i64(ch))), ir.Constant(F32, float(scales[ch])))
-                if biases is not None:
-                    v = b.fadd(v, ir.Constant(F32, float(biases[ch])))
+                v = load(b, sp, F32, element_index(b, src, pixel, i64(ch)))
+                v = dequantize(b, v, ir.Constant(F32, float(scales[ch])),
+                               None if biases is None else ir.Constant(F32, float(biases[ch])), fused=False)
                 store(b, v, dp, b.add(base, i64(ch)))
         b.ret_void()
         return fn
@@ -229,12 +223,13 @@ def _scale_bias(layer: Layer, scale_name: str):
     return scale, bias
 
 
-def _dequant_body(scale: np.ndarray, bias: np.ndarray | None):
+def _dequant_body(scale: np.ndarray, bias: np.ndarray | None, fused: bool = True):
+    """``v * scale + bias`` per channel from tables: one fma, or (not ``fused``) two roundings."""
     def body(b, v, index, per):
         s = _table(b, _per_channel(scale, per).astype(np.float32), f"{b.function.name}.scale", F32, index)
         bb = None if bias is None else _table(b, _per_channel(bias, per).astype(np.float32),
                                               f"{b.function.name}.bias", F32, index)
-        return dequantize(b, v, s, bb)
+        return dequantize(b, v, s, bb, fused)
 
     return body
 
